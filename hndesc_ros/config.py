@@ -1,0 +1,245 @@
+"""One configuration schema for the library, the CLI and the ROS nodes.
+
+The same snake_case keys appear as dataclass fields, in YAML files (nested by section) and as
+ROS 2 parameters (``section.key``). :func:`load_config` reads YAML (plain, or a ROS params file
+with ``ros__parameters``), :func:`validate` rejects bad values naming the key.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Dict, Iterator, Tuple
+
+import yaml
+
+from hndesc_ros.errors import ConfigError
+
+EXTRACTORS = ('residual', 'cnn', 'residual-small', 'sift', 'rootsift')
+BACKENDS = ('auto', 'torch', 'onnxruntime', 'tensorrt')
+KEYPOINTS = ('sift', 'learned')
+
+
+@dataclass
+class FeatureConfig:
+    """Keypoints and descriptors."""
+
+    extractor: str = 'residual'        # residual | cnn | residual-small | sift | rootsift
+    keypoints: str = 'sift'            # sift | learned (detector head)
+    backend: str = 'auto'              # auto | torch | onnxruntime | tensorrt
+    weights: str = ''                  # checkpoint/ONNX/engine path; '' = the shipped model
+    device: str = 'cpu'                # torch device for the torch backend
+    fp16: bool = False                 # half precision (torch CUDA / TensorRT)
+    max_keypoints: int = 2000
+    contrast_threshold: float = 0.005  # OpenCV SIFT contrastThreshold (paper's evaluations)
+    edge_threshold: float = 10.0
+    upright: bool = False              # SIFT orientation fixed to 0
+    root_sift: bool = True             # Hellinger-normalised SIFT (also the input of f)
+    nms_radius: int = 4                # learned keypoints: NMS radius in pixels
+    detection_threshold: float = 0.005  # learned keypoints: score threshold
+    border: int = 8                    # learned keypoints: ignore this many border pixels
+    num_threads: int = 2               # CPU threads for torch / onnxruntime
+
+
+@dataclass
+class MatchingConfig:
+    """Descriptor matching (mutual NN + ratio test) and the stereo row constraint."""
+
+    ratio: float = 0.95                # Lowe ratio on distances; 1.0 disables
+    max_distance: float = 1.2          # on L2 distance of unit descriptors; 2.0 disables
+    stereo_max_row_diff: float = 1.5   # px, rectified images
+    stereo_min_disparity: float = 0.5  # px
+    stereo_max_disparity: float = 250.0
+
+
+@dataclass
+class VOConfig:
+    """Stereo VO front end and GTSAM back end."""
+
+    mono: bool = False
+    min_depth: float = 0.5             # m
+    max_depth: float = 80.0            # m; points beyond are not used for PnP
+    pnp_reprojection_px: float = 1.5
+    pnp_iterations: int = 300
+    min_inliers: int = 15              # below: tracking lost, re-initialise
+    pixel_sigma: float = 1.0           # stereo factor noise (px)
+    huber_k: float = 1.345             # robust kernel width (in sigmas)
+    window_size: int = 8               # keyframes in the fixed-lag window
+    keyframe_min_translation: float = 0.0  # m; 0 = every frame is a keyframe
+    keyframe_min_tracks: int = 200
+    smoother: bool = True              # False: front end only (PnP chaining)
+    min_track_length: int = 2          # observations before a landmark enters the graph
+
+
+@dataclass
+class RosConfig:
+    """ROS 2 node settings (used only by hndesc_ros.ros)."""
+
+    odom_frame: str = 'odom'
+    base_frame: str = 'base_link'
+    camera_frame: str = 'camera_optical'
+    # base_link -> camera optical frame: x y z qx qy qz qw (REP-103 optical rotation default)
+    base_to_camera: Tuple[float, ...] = (0.0, 0.0, 0.0, -0.5, 0.5, -0.5, 0.5)
+    reliable: bool = False             # True for bag replay; default SensorDataQoS (best effort)
+    sync_tolerance: float = 0.0        # s; 0 = exact stamp pairing
+    publish_tf: bool = True
+    queue_size: int = 10
+
+
+@dataclass
+class Config:
+    """The whole configuration."""
+
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    matching: MatchingConfig = field(default_factory=MatchingConfig)
+    vo: VOConfig = field(default_factory=VOConfig)
+    ros: RosConfig = field(default_factory=RosConfig)
+
+
+_CHOICES = {
+    'features.extractor': EXTRACTORS,
+    'features.backend': BACKENDS,
+    'features.keypoints': KEYPOINTS,
+}
+_POSITIVE = {
+    'features.max_keypoints', 'features.num_threads', 'vo.pnp_iterations', 'vo.window_size',
+    'vo.pixel_sigma', 'vo.huber_k', 'vo.max_depth', 'vo.pnp_reprojection_px',
+    'matching.stereo_max_disparity', 'ros.queue_size', 'vo.min_track_length',
+}
+
+
+def iter_params(cfg: Config) -> Iterator[Tuple[str, Any]]:
+    """Yield ``('section.key', value)`` for every leaf of the config, in schema order."""
+    for sec in fields(cfg):
+        sub = getattr(cfg, sec.name)
+        for f in fields(sub):
+            yield f'{sec.name}.{f.name}', getattr(sub, f.name)
+
+
+def field_comment(dotted: str) -> str:
+    """Return the one-line description of a config key (from the schema's source comments)."""
+    return _DESCRIPTIONS.get(dotted, dotted)
+
+
+def set_param(cfg: Config, dotted: str, value: Any) -> None:
+    """Set ``section.key`` on ``cfg``, coercing to the field's type; raises ConfigError."""
+    try:
+        sec, key = dotted.split('.', 1)
+        sub = getattr(cfg, sec)
+        current = getattr(sub, key)
+    except (ValueError, AttributeError):
+        raise ConfigError(f'unknown config key {dotted!r}') from None
+    setattr(sub, key, _coerce(dotted, current, value))
+
+
+def _coerce(dotted: str, current: Any, value: Any) -> Any:
+    try:
+        if isinstance(current, bool):
+            if isinstance(value, str):
+                if value.lower() in ('true', '1', 'yes'):
+                    return True
+                if value.lower() in ('false', '0', 'no'):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if isinstance(current, int):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if isinstance(current, float):
+            return float(value)
+        if isinstance(current, tuple):
+            return tuple(float(v) for v in value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f'{dotted}: expected {type(current).__name__}, got {value!r}') from None
+
+
+def validate(cfg: Config) -> Config:
+    """Check ranges and choices; raise ConfigError naming the first bad key."""
+    for key, value in iter_params(cfg):
+        if key in _CHOICES and value not in _CHOICES[key]:
+            raise ConfigError(f'{key}: {value!r} is not one of {", ".join(_CHOICES[key])}')
+        if key in _POSITIVE and not value > 0:
+            raise ConfigError(f'{key}: must be > 0, got {value!r}')
+    m = cfg.matching
+    if not 0.0 < m.ratio <= 1.0:
+        raise ConfigError(f'matching.ratio: must be in (0, 1], got {m.ratio!r}')
+    if m.stereo_min_disparity >= m.stereo_max_disparity:
+        raise ConfigError('matching.stereo_min_disparity: must be < stereo_max_disparity')
+    if cfg.vo.min_depth >= cfg.vo.max_depth:
+        raise ConfigError('vo.min_depth: must be < vo.max_depth')
+    if len(cfg.ros.base_to_camera) != 7:
+        raise ConfigError('ros.base_to_camera: expected 7 numbers x y z qx qy qz qw')
+    if cfg.features.contrast_threshold < 0:
+        raise ConfigError('features.contrast_threshold: must be >= 0')
+    return cfg
+
+
+def from_dict(data: Dict[str, Any], cfg: Config | None = None) -> Config:
+    """Build a Config from a nested dict (``{'features': {...}}``) or dotted keys."""
+    cfg = cfg or Config()
+    for key, value in _flatten(data or {}):
+        set_param(cfg, key, value)
+    return validate(cfg)
+
+
+def to_dict(cfg: Config) -> Dict[str, Any]:
+    """Nested plain-dict form (YAML-ready)."""
+    out = dataclasses.asdict(cfg)
+    out['ros']['base_to_camera'] = list(cfg.ros.base_to_camera)
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: Dict[str, Any] | None = None,
+                node: str | None = None) -> Config:
+    """Load defaults, then a YAML file, then ``overrides`` (dotted keys).
+
+    The YAML may be plain (``features: {max_keypoints: 1000}``) or a ROS 2 params file
+    (``node_name: {ros__parameters: {...}}``); for the latter every node's parameters are
+    merged, ``node``'s last.
+    """
+    cfg = Config()
+    if path:
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f'cannot read config {path}: {exc}') from None
+        if not isinstance(data, dict):
+            raise ConfigError(f'config {path}: expected a mapping at the top level')
+        if any(isinstance(v, dict) and 'ros__parameters' in v for v in data.values()):
+            names = sorted(data, key=lambda n: n == node)
+            for name in names:
+                from_dict(data[name].get('ros__parameters', {}), cfg)
+        else:
+            from_dict(data, cfg)
+    if overrides:
+        from_dict(overrides, cfg)
+    return validate(cfg)
+
+
+def _flatten(data: Dict[str, Any], prefix: str = '') -> Iterator[Tuple[str, Any]]:
+    for key, value in data.items():
+        dotted = f'{prefix}{key}'
+        if isinstance(value, dict):
+            yield from _flatten(value, dotted + '.')
+        else:
+            yield dotted, value
+
+
+def _read_descriptions() -> Dict[str, str]:
+    """Parse the trailing comments of this module's dataclass fields into descriptions."""
+    import inspect
+    out: Dict[str, str] = {}
+    for sec_name, cls in (('features', FeatureConfig), ('matching', MatchingConfig),
+                          ('vo', VOConfig), ('ros', RosConfig)):
+        for line in inspect.getsource(cls).splitlines():
+            line = line.strip()
+            if ':' in line and '#' in line and not line.startswith('#'):
+                name = line.split(':', 1)[0].strip()
+                out[f'{sec_name}.{name}'] = line.split('#', 1)[1].strip()
+    return out
+
+
+_DESCRIPTIONS = _read_descriptions()

@@ -1,0 +1,21 @@
+"""Exceptions the library raises on bad input; each message is one readable line."""
+
+
+class HndescError(ValueError):
+    """Base class: bad input or configuration (a ValueError, so callers may catch either)."""
+
+
+class ImageError(HndescError):
+    """An image that cannot be used (unreadable, empty, wrong dtype/channels, too small)."""
+
+
+class ConfigError(HndescError):
+    """An invalid configuration value; the message names the key."""
+
+
+class BackendUnavailable(HndescError):
+    """The chosen inference backend cannot run here; the message says what to install."""
+
+
+class CalibrationError(HndescError):
+    """Camera calibration that the pipeline cannot use (zeros, unrectified, ...)."""

@@ -1,0 +1,133 @@
+"""Keypoints + descriptor backend -> Features; the one entry point for every extractor name.
+
+Names: ``residual`` / ``residual-small`` (CNN part sampled at the keypoints, fused with the
+refined RootSIFT), ``cnn`` (CNN part only), ``sift`` and ``rootsift`` (handcrafted only).
+Keypoints come from SIFT or from the network's detector head (``keypoints='learned'``).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Dict, Optional
+
+import cv2
+import numpy as np
+
+from hndesc_ros.config import FeatureConfig
+from hndesc_ros.errors import ConfigError
+from hndesc_ros.features.detection import select_keypoints
+from hndesc_ros.features.image import check_image, to_gray
+from hndesc_ros.features.sift import Sift, keypoints_to_features
+from hndesc_ros.models.sampling import sample_dense_numpy
+from hndesc_ros.types import Features
+
+LOG = logging.getLogger(__name__)
+HANDCRAFTED = ('sift', 'rootsift')
+LEARNED_KEYPOINT_SIZE = 12.0  # px, SIFT support used at learned keypoints
+
+
+def prepare_input(image: np.ndarray, in_channels: int) -> np.ndarray:
+    """(H, W) or (H, W, 3) uint8 -> (1, C, H8, W8) float32 in [0, 1], replicate-padded to /8."""
+    if in_channels == 1:
+        img = to_gray(image)[..., None]
+    else:
+        img = cv2.cvtColor(image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR),
+                           cv2.COLOR_BGR2RGB)
+    h, w = img.shape[:2]
+    ph, pw = (-h) % 8, (-w) % 8
+    if ph or pw:
+        img = cv2.copyMakeBorder(img, 0, ph, 0, pw, cv2.BORDER_REPLICATE)
+        if img.ndim == 2:
+            img = img[..., None]
+    return np.ascontiguousarray(img.transpose(2, 0, 1)[None], np.float32) / 255.0
+
+
+def resolve_weights(cfg: FeatureConfig) -> str:
+    """The weights file for ``cfg``: ``cfg.weights`` or the shipped model of the variant."""
+    if cfg.weights:
+        return cfg.weights
+    from hndesc_ros.models.checkpoint import shipped_weights
+    path = shipped_weights(cfg.extractor)
+    if not path.exists():
+        raise ConfigError(f'no shipped weights for {cfg.extractor!r} ({path}); train them with '
+                          'training/train.py or set features.weights')
+    return str(path)
+
+
+class Extractor:
+    """Extract Features from one image according to a FeatureConfig.
+
+    Attributes:
+        timings: milliseconds of the last call per stage (keypoints, network, sampling, ...).
+    """
+
+    def __init__(self, cfg: Optional[FeatureConfig] = None, backend=None):
+        self.cfg = cfg or FeatureConfig()
+        c = self.cfg
+        handcrafted = c.extractor in HANDCRAFTED
+        if handcrafted and c.keypoints == 'learned':
+            raise ConfigError('features.keypoints=learned needs a network extractor '
+                              '(residual, cnn, residual-small)')
+        self.sift = Sift(c.max_keypoints, c.contrast_threshold, c.edge_threshold, c.upright,
+                         root=(c.extractor != 'sift'))
+        self.backend = None
+        if not handcrafted:
+            from hndesc_ros.inference import create_backend
+            self.backend = backend or create_backend(c.backend, resolve_weights(c), c.device,
+                                                     c.fp16, c.num_threads)
+            if c.keypoints == 'learned' and not self.backend.model_cfg.detector:
+                raise ConfigError('features.keypoints=learned: this model has no detector head')
+        self.timings: Dict[str, float] = {}
+
+    @property
+    def descriptor_dim(self) -> int:
+        return 128 if self.backend is None else self.backend.model_cfg.descriptor_dim
+
+    def extract(self, image: np.ndarray) -> Features:
+        """(H, W) gray or (H, W, 3) BGR uint8 image -> Features (descriptors unit rows)."""
+        image = check_image(image)
+        gray = to_gray(image)
+        t0 = time.perf_counter()
+        timings = {}
+        if self.backend is None:
+            feats = self.sift(gray)
+            timings['keypoints'] = (time.perf_counter() - t0) * 1e3
+            self.timings = timings
+            return feats
+        mc = self.backend.model_cfg
+        net_in = prepare_input(image, mc.in_channels)
+        if self.cfg.keypoints == 'sift':
+            kps, sift_desc = self.sift.describe(gray, self.sift.detect(gray))
+            t1 = time.perf_counter()
+            out = self.backend.run(net_in, sift_desc if mc.use_sift else None)
+            t2 = time.perf_counter()
+            base = keypoints_to_features(kps, sift_desc, gray.shape)
+            refined = out.get('refined')
+        else:
+            out = self.backend.run(net_in, None, with_scores=True)
+            t1 = time.perf_counter()
+            h, w = gray.shape
+            xy, scores = select_keypoints(out['scores'][0, :h, :w], self.cfg.nms_radius,
+                                          self.cfg.detection_threshold, self.cfg.border,
+                                          self.cfg.max_keypoints)
+            n = len(xy)
+            sizes = np.full(n, LEARNED_KEYPOINT_SIZE, np.float32)
+            base = Features(xy, np.zeros((n, 0), np.float32), scores, sizes,
+                            np.zeros(n, np.float32), (w, h))
+            refined = None
+            if mc.use_sift:
+                sift_desc = self.sift.describe_at(gray, xy, sizes, base.angles)
+                refined = self.backend.run(net_in[:, :, :8, :8] * 0, sift_desc)['refined'] \
+                    if n else np.zeros((0, mc.refine_dim), np.float32)
+            t2 = time.perf_counter()
+        cnn = sample_dense_numpy(out['dense'][0], base.keypoints)
+        desc = cnn if refined is None else np.concatenate([cnn, refined], 1) / np.sqrt(2.0)
+        t3 = time.perf_counter()
+        timings.update(keypoints=(t1 - t0) * 1e3 if self.cfg.keypoints == 'sift' else 0.0,
+                       network=(t2 - t1) * 1e3 if self.cfg.keypoints == 'sift'
+                       else (t1 - t0) * 1e3, sampling=(t3 - t2) * 1e3)
+        if self.cfg.keypoints == 'learned':
+            timings['keypoints'] = (t2 - t1) * 1e3
+        self.timings = timings
+        return Features(base.keypoints, desc.astype(np.float32), base.scores, base.scales,
+                        base.angles, base.image_size)

@@ -1,0 +1,59 @@
+"""Image loading and validation: every bad image becomes one clear ImageError."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from hndesc_ros.errors import ImageError
+
+MIN_SIZE = 16
+
+
+def check_image(image: np.ndarray, name: str = 'image') -> np.ndarray:
+    """Validate an image and return it as (H, W) uint8 gray or (H, W, 3) uint8 BGR.
+
+    Accepts uint8 gray, BGR, or float in [0, 1]; rejects empty, 16-bit, 4-channel, NaN and
+    images smaller than 16 px with an :class:`ImageError` naming the problem.
+    """
+    if not isinstance(image, np.ndarray):
+        raise ImageError(f'{name}: expected a numpy array, got {type(image).__name__}')
+    if image.size == 0:
+        raise ImageError(f'{name}: empty image')
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
+        shape = 'x'.join(map(str, image.shape))
+        raise ImageError(f'{name}: expected gray (H, W) or 3-channel (H, W, 3), got {shape}')
+    if image.dtype == np.uint16:
+        raise ImageError(f'{name}: 16-bit images are not supported; convert to 8-bit')
+    if image.dtype in (np.float32, np.float64):
+        if not np.all(np.isfinite(image)):
+            raise ImageError(f'{name}: contains NaN or inf')
+        if image.min() < 0 or image.max() > 1:
+            raise ImageError(f'{name}: float images must lie in [0, 1]')
+        image = (image * 255 + 0.5).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        raise ImageError(f'{name}: unsupported dtype {image.dtype}; expected uint8')
+    h, w = image.shape[:2]
+    if h < MIN_SIZE or w < MIN_SIZE:
+        raise ImageError(f'{name}: {w}x{h} px is smaller than {MIN_SIZE} px')
+    return np.ascontiguousarray(image)
+
+
+def to_gray(image: np.ndarray) -> np.ndarray:
+    """(H, W) or (H, W, 3) BGR uint8 -> (H, W) uint8."""
+    return image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+
+
+def read_image(path: str | Path, gray: bool = False) -> np.ndarray:
+    """Read an image file (gray or BGR, uint8) and validate it; raises ImageError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError(f'{path}: no such file')
+    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if raw is None:
+        raise ImageError(f'{path}: not a readable image')
+    image = check_image(raw, str(path))
+    return to_gray(image) if gray else image

@@ -1,0 +1,89 @@
+"""Mutual nearest-neighbour matching with ratio test (numpy and torch), stereo row constraint."""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+
+from hndesc_ros.types import Matches
+
+
+def pairwise_distances(d0: np.ndarray, d1: np.ndarray) -> np.ndarray:
+    """(N0, D), (N1, D) -> (N0, N1) float32 Euclidean distances."""
+    sq = (np.sum(d0 * d0, 1)[:, None] + np.sum(d1 * d1, 1)[None] - 2.0 * d0 @ d1.T)
+    return np.sqrt(np.maximum(sq, 0.0)).astype(np.float32)
+
+
+def match_from_distances(dist: np.ndarray, ratio: float = 1.0,
+                         max_distance: float = np.inf) -> Matches:
+    """Mutual NN on a (N0, N1) distance matrix (inf = forbidden pair), then ratio test."""
+    n0, n1 = dist.shape
+    if n0 == 0 or n1 == 0:
+        return Matches.empty()
+    nn01 = np.argmin(dist, axis=1)
+    nn10 = np.argmin(dist, axis=0)
+    i0 = np.arange(n0)
+    best = dist[i0, nn01]
+    keep = (nn10[nn01] == i0) & np.isfinite(best) & (best <= max_distance)
+    if ratio < 1.0 and n1 > 1:
+        second = np.partition(dist, 1, axis=1)[:, 1]
+        keep &= best <= ratio * second
+    idx = np.stack([i0[keep], nn01[keep]], 1).astype(np.int64)
+    return Matches(idx, best[keep].astype(np.float32))
+
+
+def match_numpy(d0: np.ndarray, d1: np.ndarray, ratio: float = 1.0,
+                max_distance: float = np.inf, mask: Optional[np.ndarray] = None) -> Matches:
+    """Mutual NN + optional ratio test between (N0, D) and (N1, D) descriptors.
+
+    Args:
+        mask: optional (N0, N1) bool, pairs allowed to match (e.g. the stereo row band).
+    Returns:
+        Matches with (K, 2) indices and (K,) distances; empty if either side is empty.
+    """
+    if len(d0) == 0 or len(d1) == 0:
+        return Matches.empty()
+    dist = pairwise_distances(d0, d1)
+    if mask is not None:
+        dist[~mask] = np.inf
+    return match_from_distances(dist, ratio, max_distance)
+
+
+def match_torch(d0: torch.Tensor, d1: torch.Tensor, ratio: float = 1.0,
+                max_distance: float = float('inf'),
+                mask: Optional[torch.Tensor] = None):
+    """Torch twin of :func:`match_numpy` (runs on the tensors' device).
+
+    Returns:
+        (indices (K, 2) int64 tensor, distances (K,) float tensor).
+    """
+    dev = d0.device
+    if len(d0) == 0 or len(d1) == 0:
+        return torch.zeros(0, 2, dtype=torch.long, device=dev), torch.zeros(0, device=dev)
+    dist = torch.cdist(d0.float()[None], d1.float()[None])[0]
+    if mask is not None:
+        dist = dist.masked_fill(~mask, float('inf'))
+    best, nn01 = dist.min(dim=1)
+    nn10 = dist.argmin(dim=0)
+    i0 = torch.arange(len(d0), device=dev)
+    keep = (nn10[nn01] == i0) & torch.isfinite(best) & (best <= max_distance)
+    if ratio < 1.0 and dist.shape[1] > 1:
+        two = dist.topk(2, dim=1, largest=False).values
+        keep &= best <= ratio * two[:, 1]
+    return torch.stack([i0[keep], nn01[keep]], 1), best[keep]
+
+
+def stereo_mask(kp_left: np.ndarray, kp_right: np.ndarray, max_row_diff: float = 1.5,
+                min_disparity: float = 0.5, max_disparity: float = 250.0) -> np.ndarray:
+    """(N0, N1) bool: rectified stereo candidates (same row band, disparity in range)."""
+    dy = np.abs(kp_left[:, None, 1] - kp_right[None, :, 1])
+    disp = kp_left[:, None, 0] - kp_right[None, :, 0]
+    return (dy <= max_row_diff) & (disp >= min_disparity) & (disp <= max_disparity)
+
+
+def match_stereo(left, right, cfg) -> Matches:
+    """Mutual NN between left/right Features restricted by the stereo row constraint."""
+    mask = stereo_mask(left.keypoints, right.keypoints, cfg.stereo_max_row_diff,
+                       cfg.stereo_min_disparity, cfg.stereo_max_disparity)
+    return match_numpy(left.descriptors, right.descriptors, cfg.ratio, cfg.max_distance, mask)

@@ -1,0 +1,91 @@
+"""Export a descriptor network to ONNX (dynamic H and W; keypoint sampling stays outside).
+
+Graph inputs: ``image`` (1, C, H, W) float32 and, for residual variants, ``sift`` (N, 128).
+Graph outputs: ``dense`` (1, Dc, H/8, W/8), ``scores`` (1, H, W) if the model has a detector,
+``refined`` (N, Dr) for residual variants. The ModelConfig is stored as JSON metadata.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import List
+
+import torch
+
+from hndesc_ros.models.fusion import HNDescNet
+
+LOG = logging.getLogger(__name__)
+OPSET = 17
+
+
+class _Graph(torch.nn.Module):
+    def __init__(self, model: HNDescNet):
+        super().__init__()
+        self.model = model
+
+    def forward(self, image, sift=None):
+        out = self.model(image, sift)
+        names = output_names(self.model)
+        return tuple(out[n] for n in names)
+
+
+def output_names(model: HNDescNet) -> List[str]:
+    names = ['dense']
+    if model.cfg.detector:
+        names.append('scores')
+    if model.cfg.use_sift:
+        names.append('refined')
+    return names
+
+
+def export_onnx(model: HNDescNet, path: str | Path, height: int = 376, width: int = 1240) -> Path:
+    """Write ``model`` as ONNX to ``path``; returns the path."""
+    model = model.eval().float().cpu()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = torch.rand(1, model.cfg.in_channels, height // 8 * 8, width // 8 * 8)
+    args = (image,)
+    inputs = ['image']
+    axes = {'image': {2: 'height', 3: 'width'}, 'dense': {2: 'height8', 3: 'width8'},
+            'scores': {1: 'height', 2: 'width'}}
+    if model.cfg.use_sift:
+        args = (image, torch.nn.functional.normalize(torch.rand(64, 128), dim=1))
+        inputs.append('sift')
+        axes.update({'sift': {0: 'num_keypoints'}, 'refined': {0: 'num_keypoints'}})
+    names = output_names(model)
+    axes = {k: v for k, v in axes.items() if k in inputs or k in names}
+    tmp = path.with_suffix('.tmp.onnx')
+    with torch.no_grad():
+        torch.onnx.export(_Graph(model), args, str(tmp), input_names=inputs, output_names=names,
+                          dynamic_axes=axes, opset_version=OPSET, dynamo=False)
+    import onnx
+    proto = onnx.load(str(tmp))
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = 'hndesc_model', json.dumps(asdict(model.cfg))
+    onnx.save(proto, str(tmp))
+    os.replace(tmp, path)
+    LOG.info('exported ONNX %s (outputs %s)', path, names)
+    return path
+
+
+def cache_dir() -> Path:
+    """Where derived files (ONNX from a checkpoint, engines) go: $HNDESC_CACHE or ~/.cache."""
+    root = os.environ.get('HNDESC_CACHE') or Path.home() / '.cache' / 'hndesc_ros'
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def cached_onnx_for(checkpoint: str | Path) -> Path:
+    """Export a checkpoint to ONNX once (keyed by its content hash) and return the path."""
+    from hndesc_ros.models.checkpoint import load_checkpoint
+    digest = hashlib.sha1(Path(checkpoint).read_bytes()).hexdigest()[:12]
+    path = cache_dir() / f'{Path(checkpoint).stem}-{digest}-op{OPSET}.onnx'
+    if not path.exists():
+        model, _ = load_checkpoint(checkpoint)
+        export_onnx(model, path)
+    return path

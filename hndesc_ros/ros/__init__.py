@@ -1,0 +1,1 @@
+"""hndesc_ros.ros."""
