@@ -31,7 +31,7 @@ class FeatureConfig:
     device: str = 'cpu'                # torch device for the torch backend
     fp16: bool = False                 # half precision (torch CUDA / TensorRT)
     max_keypoints: int = 2000
-    contrast_threshold: float = 0.005  # OpenCV SIFT contrastThreshold (paper's evaluations)
+    contrast_threshold: float = 0.005  # SIFT DoG peak threshold, image units (paper: 0.005)
     edge_threshold: float = 10.0
     upright: bool = False              # SIFT orientation fixed to 0
     root_sift: bool = True             # Hellinger-normalised SIFT (also the input of f)
@@ -69,6 +69,7 @@ class VOConfig:
     keyframe_min_tracks: int = 200
     smoother: bool = True              # False: front end only (PnP chaining)
     min_track_length: int = 2          # observations before a landmark enters the graph
+    stereo_gate_px: float = 3.0        # max reprojection error of a track's point (px)
 
 
 @dataclass
@@ -104,7 +105,7 @@ _CHOICES = {
 _POSITIVE = {
     'features.max_keypoints', 'features.num_threads', 'vo.pnp_iterations', 'vo.window_size',
     'vo.pixel_sigma', 'vo.huber_k', 'vo.max_depth', 'vo.pnp_reprojection_px',
-    'matching.stereo_max_disparity', 'ros.queue_size', 'vo.min_track_length',
+    'matching.stereo_max_disparity', 'ros.queue_size', 'vo.min_track_length', 'vo.stereo_gate_px',
 }
 
 

@@ -9,6 +9,7 @@ import numpy as np
 from hndesc_ros.types import Features
 
 _BASE_SIGMA = 1.6
+OCTAVE_LAYERS = 3
 
 
 def root_sift(desc: np.ndarray) -> np.ndarray:
@@ -29,7 +30,9 @@ class Sift:
 
     Args:
         max_keypoints: keep the strongest N (sorted by response).
-        contrast_threshold: OpenCV ``contrastThreshold``.
+        contrast_threshold: DoG peak threshold in image units [0, 1] (VLFeat's
+            ``peak_thresh``; the residual paper's evaluations use 0.005). OpenCV divides its
+            ``contrastThreshold`` by 2 * nOctaveLayers, so it receives 6 x this value.
         edge_threshold: OpenCV ``edgeThreshold``.
         upright: orientation forced to 0 before describing.
         root: RootSIFT instead of L2-normalised SIFT.
@@ -39,7 +42,8 @@ class Sift:
                  edge_threshold: float = 10.0, upright: bool = False, root: bool = True):
         self.max_keypoints = max_keypoints
         self.upright, self.root = upright, root
-        self.sift = cv2.SIFT_create(nfeatures=0, contrastThreshold=contrast_threshold,
+        self.sift = cv2.SIFT_create(nfeatures=0, nOctaveLayers=OCTAVE_LAYERS,
+                                    contrastThreshold=2 * OCTAVE_LAYERS * contrast_threshold,
                                     edgeThreshold=edge_threshold)
 
     def detect(self, gray: np.ndarray, mask: Optional[np.ndarray] = None) -> list:

@@ -1,0 +1,251 @@
+"""``hndesc-vo``: command-line front end, thin over the library.
+
+Every subcommand maps to one library call; bad input exits with code 2 and one line.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+
+from hndesc_ros.config import EXTRACTORS, Config, load_config
+from hndesc_ros.errors import HndescError
+
+LOG = logging.getLogger('hndesc-vo')
+SHARED = Path(__file__).resolve().parent.parent.parent / 'shared' / 'data'
+
+
+# ----------------------------------------------------------------------------- helpers
+def _add_feature_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument('--config', help='YAML config (plain or ROS params file)')
+    p.add_argument('--extractor', choices=EXTRACTORS)
+    p.add_argument('--keypoints', choices=['sift', 'learned'])
+    p.add_argument('--backend', choices=['auto', 'torch', 'onnxruntime', 'tensorrt'])
+    p.add_argument('--weights', help='checkpoint / ONNX / engine (default: shipped model)')
+    p.add_argument('--device', help='torch device, e.g. cpu or cuda')
+    p.add_argument('--max-keypoints', type=int)
+
+
+def _config(args) -> Config:
+    over = {}
+    for key in ('extractor', 'keypoints', 'backend', 'weights', 'device', 'max_keypoints'):
+        if getattr(args, key, None) is not None:
+            over[f'features.{key}'] = getattr(args, key)
+    return load_config(getattr(args, 'config', None), over)
+
+
+def _extractor(cfg: Config):
+    from hndesc_ros.features import Extractor
+    return Extractor(cfg.features)
+
+
+# ----------------------------------------------------------------------------- commands
+def cmd_extract(args) -> int:
+    from hndesc_ros.features import read_image
+    cfg = _config(args)
+    ex = _extractor(cfg)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for path in args.images:
+        f = ex.extract(read_image(path))
+        dst = out / (Path(path).stem + '.npz')
+        np.savez(dst, keypoints=f.keypoints, descriptors=f.descriptors, scores=f.scores,
+                 scales=f.scales, angles=f.angles)
+        print(f'{path}: {len(f)} keypoints, {f.descriptors.shape[1]}-D -> {dst}')
+    return 0
+
+
+def cmd_match(args) -> int:
+    from hndesc_ros.features import match_numpy, read_image
+    cfg = _config(args)
+    ex = _extractor(cfg)
+    im0, im1 = read_image(args.image1), read_image(args.image2)
+    f0, f1 = ex.extract(im0), ex.extract(im1)
+    m = match_numpy(f0.descriptors, f1.descriptors, cfg.matching.ratio)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(out, keypoints0=f0.keypoints, keypoints1=f1.keypoints,
+             descriptors0=f0.descriptors, descriptors1=f1.descriptors, matches=m.indices,
+             distances=m.distances)
+    print(f'{len(f0)} / {len(f1)} keypoints, {len(m)} matches -> {out}')
+    if args.plot:
+        from hndesc_ros.eval.plots import draw_matches
+        draw_matches(im0, im1, f0.keypoints, f1.keypoints, m.indices, args.plot)
+        print(f'plot -> {args.plot}')
+    return 0
+
+
+def cmd_eval_hpatches(args) -> int:
+    from hndesc_ros.eval import hpatches
+    cfg = _config(args)
+    names = args.methods.split(',')
+    extractors = {}
+    for name in names:
+        c = load_config(None, {**{f'features.{k}': v for k, v in
+                                  vars(cfg.features).items()}, 'features.extractor': name})
+        extractors[name] = _extractor(c).extract
+    results = {}
+    for budget in ([0] + ([args.budget] if args.budget else [])):
+        res = hpatches.evaluate(args.dir, extractors, budget)
+        label = 'all keypoints' if budget == 0 else f'{budget} keypoints'
+        print(f'\n{args.dir} ({label}, mutual NN):')
+        print(hpatches.format_table(res))
+        results[label] = res
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / 'hpatches.json').write_text(json.dumps(results, indent=1))
+    hpatches.plot_mma(results['all keypoints'], out / 'mma.png')
+    print(f'\nwrote {out / "hpatches.json"} and {out / "mma.png"}')
+    return 0
+
+
+def cmd_kitti(args) -> int:
+    from hndesc_ros.datasets.kitti import KittiSequence
+    from hndesc_ros.vo.run import format_metrics, run_sequence, write_outputs
+    cfg = _config(args)
+    seq = KittiSequence(args.sequence, args.first, args.count, color=args.color,
+                        poses=args.poses, mono=args.mono)
+    run = run_sequence(seq, cfg, mono=args.mono, gt_scale=args.gt_scale, progress=True)
+    paths = write_outputs(run, args.out, cfg, f'{Path(args.sequence).name} '
+                          f'{cfg.features.extractor}')
+    print(format_metrics(run['metrics']))
+    print(f'wrote {", ".join(str(p) for p in paths.values())}')
+    return 0
+
+
+def cmd_eval_traj(args) -> int:
+    from hndesc_ros.eval import trajectory as tj
+    sg, gt = tj.read_trajectory(args.gt, args.format)
+    se, est = tj.read_trajectory(args.est, args.format)
+    if args.format == 'tum':
+        ia, ib = tj.associate(se, sg, args.max_diff)
+        est, gt = est[ia], gt[ib]
+    elif len(est) != len(gt):
+        raise HndescError(f'KITTI files must have the same number of poses ({len(est)} vs '
+                          f'{len(gt)})')
+    m = tj.evaluate(est, gt, args.align)
+    for key, value in m.items():
+        print(f'{key:>20}: {value:.4f}' if isinstance(value, float) else f'{key:>20}: {value}')
+    if args.out:
+        Path(args.out).write_text(json.dumps(m, indent=1))
+        print(f'wrote {args.out}')
+    return 0
+
+
+def cmd_demo(args) -> int:
+    """The most complete pipeline: VO on real KITTI 06 if present, else on synthetic data."""
+    from hndesc_ros.vo.run import format_metrics, run_sequence, write_outputs
+    cfg = load_config(args.config)
+    out = Path(args.out)
+    seq_dir = SHARED / 'kitti' / 'sequences' / '06'
+    if seq_dir.is_dir() and not args.synthetic:
+        from hndesc_ros.datasets.kitti import KittiSequence
+        seq, name = KittiSequence(seq_dir), 'KITTI 06 (real frames, ../shared/data)'
+    else:
+        from hndesc_ros.datasets.synthetic import SyntheticSequence
+        seq, name = SyntheticSequence(), 'synthetic corridor (embedded, exact ground truth)'
+    print(f'hndesc_ros demo: stereo VO on {name}, {len(seq)} frames')
+    table = []
+    for extractor in ('residual', 'rootsift'):
+        cfg.features.extractor = extractor
+        print(f'\n[{extractor}] extractor={extractor} backend={cfg.features.backend} '
+              'back end=GTSAM fixed-lag smoother')
+        run = run_sequence(seq, cfg, progress=True)
+        paths = write_outputs(run, out / extractor, cfg, f'{name}: {extractor}')
+        print(format_metrics(run['metrics']))
+        print(f'outputs: {paths["metrics"].parent}/ (trajectory_kitti.txt, trajectory_tum.txt, '
+              'metrics.json, trajectory.png)')
+        table.append((extractor, run['metrics']))
+    print(f'\n{"extractor":<10}{"ATE (m)":>9}{"% path":>8}{"RPE (m)":>9}{"front fps":>10}'
+          f'{"back fps":>9}')
+    for name_, m in table:
+        print(f'{name_:<10}{m.get("ate_rmse_m", float("nan")):>9.3f}'
+              f'{m.get("ate_pct_of_path", float("nan")):>8.2f}'
+              f'{m.get("rpe_trans_m", float("nan")):>9.3f}{m["fps_frontend"]:>10.1f}'
+              f'{m["fps_backend"]:>9.1f}')
+    print(f'\nall outputs under {out.resolve()}')
+    return 0
+
+
+# ----------------------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog='hndesc-vo', description=__doc__)
+    p.add_argument('-v', '--verbose', action='store_true')
+    sub = p.add_subparsers(dest='command', required=True)
+
+    s = sub.add_parser('extract', help='keypoints + descriptors of images -> .npz each')
+    s.add_argument('images', nargs='+')
+    s.add_argument('--out', required=True)
+    _add_feature_args(s)
+    s.set_defaults(func=cmd_extract)
+
+    s = sub.add_parser('match', help='match two images -> .npz (+ PNG)')
+    s.add_argument('image1')
+    s.add_argument('image2')
+    s.add_argument('--out', required=True, help='FILE.npz')
+    s.add_argument('--plot', help='FILE.png with the matches drawn')
+    _add_feature_args(s)
+    s.set_defaults(func=cmd_match)
+
+    s = sub.add_parser('eval-hpatches', help='MMA / homography accuracy on HPatches scenes')
+    s.add_argument('dir')
+    s.add_argument('--methods', default='sift,rootsift,cnn,residual')
+    s.add_argument('--budget', type=int, default=1000, help='also at this many keypoints')
+    s.add_argument('--out', default='outputs/hpatches')
+    _add_feature_args(s)
+    s.set_defaults(func=cmd_eval_hpatches, max_keypoints=100000)
+
+    s = sub.add_parser('kitti', help='stereo (or mono) VO on a KITTI odometry sequence')
+    s.add_argument('--sequence', required=True, help='.../sequences/NN')
+    s.add_argument('--first', type=int, default=0)
+    s.add_argument('--count', type=int)
+    s.add_argument('--poses', help='ground truth (default ../../poses/NN.txt)')
+    s.add_argument('--color', action='store_true', help='image_2/image_3')
+    s.add_argument('--mono', action='store_true', help='monocular essential-matrix VO')
+    s.add_argument('--gt-scale', action='store_true', help='mono: scale from ground truth')
+    s.add_argument('--out', required=True)
+    _add_feature_args(s)
+    s.set_defaults(func=cmd_kitti)
+
+    s = sub.add_parser('eval-traj', help='ATE / RPE / KITTI errors of two trajectory files')
+    s.add_argument('--gt', required=True)
+    s.add_argument('--est', required=True)
+    s.add_argument('--format', choices=['kitti', 'tum'], default='kitti')
+    s.add_argument('--align', choices=['se3', 'sim3', 'none'], default='se3')
+    s.add_argument('--max-diff', type=float, default=0.01, help='TUM stamp association (s)')
+    s.add_argument('--out', help='metrics JSON')
+    s.set_defaults(func=cmd_eval_traj)
+
+    s = sub.add_parser('demo', help='run the main pipeline end to end and report')
+    s.add_argument('--out', default='outputs/demo')
+    s.add_argument('--config')
+    s.add_argument('--synthetic', action='store_true', help='use the embedded synthetic data')
+    s.set_defaults(func=cmd_demo)
+
+    from hndesc_ros.ros.commands import add_commands  # parsers only; rclpy loads lazily
+    add_commands(sub)
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format='%(levelname)s %(name)s: %(message)s')
+    try:
+        return args.func(args) or 0
+    except HndescError as exc:
+        print(f'hndesc-vo: error: {exc}', file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print('hndesc-vo: interrupted', file=sys.stderr)
+        return 130
+
+
+if __name__ == '__main__':
+    sys.exit(main())

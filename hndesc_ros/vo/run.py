@@ -1,0 +1,103 @@
+"""Run a VO pipeline over a sequence and evaluate it (library function behind ``hndesc-vo kitti``).
+
+A *sequence* is anything with ``calib`` (StereoCalib), ``__len__``, ``frame(k)`` ->
+StereoFrame, ``times`` (N,) and ``gt_relative()`` -> (N, 4, 4) or None (e.g. KittiSequence,
+SyntheticSequence).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Dict, Optional
+
+import numpy as np
+
+from hndesc_ros.config import Config, to_dict
+from hndesc_ros.eval import trajectory as tj
+from hndesc_ros.vo.pipeline import MonoVO, StereoVO, summarise_timings
+
+LOG = logging.getLogger(__name__)
+
+
+def run_sequence(seq, cfg: Config, mono: bool = False, gt_scale: bool = False,
+                 progress: bool = False, extractor=None) -> Dict:
+    """Process every frame; returns {'poses', 'stamps', 'results', 'metrics'}."""
+    gt = seq.gt_relative()
+    if mono:
+        scale_fn = None
+        if gt_scale:
+            if gt is None:
+                from hndesc_ros.errors import HndescError
+                raise HndescError('--gt-scale needs ground-truth poses')
+            steps = np.r_[0, np.linalg.norm(np.diff(gt[:, :3, 3], axis=0), axis=1)]
+            scale_fn = steps.__getitem__
+        vo = MonoVO(seq.calib, cfg, scale_fn, extractor)
+    else:
+        vo = StereoVO(seq.calib, cfg, extractor)
+    frames = range(len(seq))
+    if progress:
+        from tqdm import tqdm
+        frames = tqdm(frames, desc='VO', unit='frame', dynamic_ncols=True)
+    results = []
+    t0 = time.perf_counter()
+    for k in frames:
+        results.append(vo.process(seq.frame(k)))
+    wall = time.perf_counter() - t0
+    poses = np.array([r.T_world_cam for r in results])
+    metrics = {'frames': len(results), 'frames_tracked': int(sum(r.tracked for r in results)),
+               'tracking_lost': int(sum(not r.tracked for r in results[1:])),
+               'keyframes': int(sum(r.keyframe for r in results)),
+               'wall_fps': len(results) / wall, 'mode': 'mono' if mono else 'stereo',
+               'extractor': cfg.features.extractor, 'keypoints': cfg.features.keypoints,
+               'backend': cfg.features.backend}
+    timing = summarise_timings(results)
+    metrics.update(fps_frontend=timing.pop('fps_frontend'), fps_backend=timing.pop('fps_backend'))
+    metrics['ms_per_stage'] = timing
+    if gt is not None:
+        align = 'sim3' if (mono and not gt_scale) else 'se3'
+        metrics.update(tj.evaluate(poses, gt, align))
+    return {'poses': poses, 'stamps': np.asarray(seq.times), 'results': results,
+            'metrics': metrics, 'gt': gt}
+
+
+def write_outputs(run: Dict, out: str | Path, cfg: Config, title: str = '') -> Dict[str, Path]:
+    """Trajectory (KITTI + TUM), metrics JSON, top-down plot. Returns the paths."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {'kitti': tj.write_kitti(out / 'trajectory_kitti.txt', run['poses']),
+             'tum': tj.write_tum(out / 'trajectory_tum.txt', run['stamps'], run['poses'])}
+    if run['gt'] is not None:
+        paths['gt_kitti'] = tj.write_kitti(out / 'groundtruth_kitti.txt', run['gt'])
+        paths['gt_tum'] = tj.write_tum(out / 'groundtruth_tum.txt', run['stamps'], run['gt'])
+    metrics = dict(run['metrics'], config=to_dict(cfg))
+    paths['metrics'] = out / 'metrics.json'
+    paths['metrics'].write_text(json.dumps(metrics, indent=1))
+    from hndesc_ros.eval.plots import plot_trajectories
+    trajs = {'estimate': run['poses'][:, :3, 3]}
+    if run['gt'] is not None:
+        est = tj.align(run['poses'], run['gt'], run['metrics'].get('align', 'se3'))
+        trajs = {'ground truth': run['gt'][:, :3, 3], 'estimate (aligned)': est[:, :3, 3]}
+    paths['plot'] = plot_trajectories(trajs, out / 'trajectory.png', title)
+    return paths
+
+
+def format_metrics(m: Dict) -> str:
+    """One readable block of the main figures."""
+    lines = [f"frames {m['frames']} (tracked {m['frames_tracked']}, lost {m['tracking_lost']}, "
+             f"keyframes {m['keyframes']})"]
+    if 'ate_rmse_m' in m:
+        lines.append(f"ATE RMSE {m['ate_rmse_m']:.3f} m ({m['ate_pct_of_path']:.2f} % of "
+                     f"{m['path_length_m']:.1f} m, {m['align']}), RPE {m['rpe_trans_m']:.3f} m "
+                     f"/ {m['rpe_rot_deg']:.3f} deg")
+        if m.get('t_err_pct') is not None:
+            lines.append(f"KITTI t_err {m['t_err_pct']:.2f} %  r_err "
+                         f"{m['r_err_deg_per_100m']:.3f} deg/100 m")
+    lines.append(f"front end {m['fps_frontend']:.1f} fps, back end {m['fps_backend']:.1f} fps")
+    return '\n'.join(lines)
+
+
+def load_json(path: str | Path) -> Optional[Dict]:
+    p = Path(path)
+    return json.loads(p.read_text()) if p.exists() else None

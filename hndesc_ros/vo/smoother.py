@@ -1,0 +1,133 @@
+"""GTSAM fixed-lag smoother over stereo keyframes and landmarks.
+
+Variables: poses ``x<k>`` (T_world_camera of keyframe k) and landmarks ``l<j>`` (world points).
+Factors: a prior on the first pose, ``GenericStereoFactor3D`` with Huber-robust pixel noise for
+every stereo observation, optional pose priors (re-initialisation after tracking loss).
+``BatchFixedLagSmoother`` keeps the last ``window`` keyframes and marginalises everything older,
+so the cost per frame is bounded whatever the sequence length.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Dict, Iterable, Optional, Tuple
+
+import numpy as np
+
+from hndesc_ros.types import StereoCalib
+
+LOG = logging.getLogger(__name__)
+
+
+def _gtsam():
+    import gtsam
+    return gtsam
+
+
+class StereoSmoother:
+    """Sliding-window stereo bundle adjustment.
+
+    Args:
+        calib: rectified stereo calibration.
+        window: keyframes kept in the window (the smoother lag, in keyframes).
+        pixel_sigma: stereo measurement noise (px) for u_left, u_right, v.
+        huber_k: Huber threshold in sigmas.
+    """
+
+    def __init__(self, calib: StereoCalib, window: int = 8, pixel_sigma: float = 1.0,
+                 huber_k: float = 1.345):
+        gtsam = _gtsam()
+        self.calib = calib
+        self.window = window
+        self.K = gtsam.Cal3_S2Stereo(calib.fx, calib.fy, 0.0, calib.cx, calib.cy, calib.baseline)
+        base = gtsam.noiseModel.Isotropic.Sigma(3, pixel_sigma)
+        self.noise = gtsam.noiseModel.Robust.Create(
+            gtsam.noiseModel.mEstimator.Huber.Create(huber_k), base)
+        self.prior_noise = gtsam.noiseModel.Diagonal.Sigmas(
+            np.array([1e-4, 1e-4, 1e-4, 1e-4, 1e-4, 1e-4]))
+        # weak prior on every new landmark: keeps far or outlier-downweighted points
+        # determinate when the window marginalises (10 m is far looser than stereo depth)
+        self.landmark_prior = gtsam.noiseModel.Isotropic.Sigma(3, 10.0)
+        params = gtsam.ISAM2Params()
+        params.setRelinearizeThreshold(0.01)
+        params.relinearizeSkip = 1
+        self.smoother = gtsam.IncrementalFixedLagSmoother(float(window), params)
+        self.extra_iterations = 2
+        self.landmark_time: Dict[int, float] = {}
+        self.latest: Optional[int] = None
+        self.factors = 0
+
+    @staticmethod
+    def X(k: int) -> int:
+        return _gtsam().symbol('x', k)
+
+    @staticmethod
+    def L(j: int) -> int:
+        return _gtsam().symbol('l', j)
+
+    def pose_alive(self, k: int) -> bool:
+        """True while keyframe k is still inside the window (can take new factors)."""
+        return self.latest is not None and k > self.latest - self.window
+
+    def landmark_alive(self, j: int) -> bool:
+        t = self.landmark_time.get(j)
+        return t is not None and t > self.latest - self.window
+
+    def add_keyframe(self, k: int, T_world_cam: np.ndarray,
+                     new_landmarks: Dict[int, np.ndarray],
+                     observations: Iterable[Tuple[int, int, float, float, float]],
+                     prior_sigma: Optional[float] = None) -> np.ndarray:
+        """Insert keyframe k and optimise.
+
+        Args:
+            k: keyframe number (strictly increasing).
+            T_world_cam: 4x4 initial guess.
+            new_landmarks: landmark id -> (3,) world point initial guess.
+            observations: (keyframe, landmark, u_left, u_right, v) rows; keyframes must be
+                alive, landmarks alive or new.
+            prior_sigma: add a pose prior with this sigma (first keyframe, re-initialisation).
+        Returns:
+            4x4 optimised T_world_cam of keyframe k.
+        """
+        gtsam = _gtsam()
+        graph = gtsam.NonlinearFactorGraph()
+        values = gtsam.Values()
+        stamps = gtsam.FixedLagSmootherKeyTimestampMap()
+        pose = gtsam.Pose3(T_world_cam)
+        values.insert(self.X(k), pose)
+        stamps.insert((self.X(k), float(k)))
+        if prior_sigma is not None or self.latest is None:
+            noise = self.prior_noise if prior_sigma is None else \
+                gtsam.noiseModel.Isotropic.Sigma(6, prior_sigma)
+            graph.add(gtsam.PriorFactorPose3(self.X(k), pose, noise))
+        for j, p in new_landmarks.items():
+            point = gtsam.Point3(*np.asarray(p, float))
+            values.insert(self.L(j), point)
+            graph.add(gtsam.PriorFactorPoint3(self.L(j), point, self.landmark_prior))
+        touched = {}
+        for kf, j, ul, ur, v in observations:
+            graph.add(gtsam.GenericStereoFactor3D(gtsam.StereoPoint2(ul, ur, v), self.noise,
+                                                  self.X(kf), self.L(j), self.K))
+            touched[j] = max(touched.get(j, -1), kf)
+        for j, kf in touched.items():
+            t = max(self.landmark_time.get(j, -1), kf)
+            self.landmark_time[j] = t
+            stamps.insert((self.L(j), float(t)))
+        self.factors += graph.size()
+        self.smoother.update(graph, values, stamps)
+        for _ in range(self.extra_iterations):  # a few more iSAM2 steps relinearise
+            self.smoother.update()
+        self.latest = k
+        dead = [j for j, t in self.landmark_time.items() if t <= k - self.window]
+        for j in dead:
+            del self.landmark_time[j]
+        return self.smoother.calculateEstimatePose3(self.X(k)).matrix()
+
+    def landmark(self, j: int) -> Optional[np.ndarray]:
+        """Current estimate of landmark j (world), or None once marginalised."""
+        if not self.landmark_alive(j):
+            return None
+        return np.asarray(self.smoother.calculateEstimatePoint3(self.L(j)))
+
+    def pose(self, k: int) -> np.ndarray:
+        """Current estimate of keyframe k (must be alive)."""
+        return self.smoother.calculateEstimatePose3(self.X(k)).matrix()

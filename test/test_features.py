@@ -1,0 +1,97 @@
+"""SIFT options, bad-input errors and matching, on real images."""
+import numpy as np
+import pytest
+import torch
+
+from hndesc_ros.config import FeatureConfig
+from hndesc_ros.errors import ImageError
+from hndesc_ros.features import Extractor, Sift, check_image, match_numpy, match_torch, read_image
+from hndesc_ros.features.extractor import prepare_input
+
+
+def test_sift_sorted_by_response_and_capped(kitti_frame):
+    f = Sift(max_keypoints=500)(kitti_frame)
+    assert len(f) == 500
+    assert np.all(np.diff(f.scores) <= 0)
+    assert np.allclose(np.linalg.norm(f.descriptors, axis=1), 1, atol=1e-4)
+
+
+def test_rootsift_is_hellinger_of_sift(kitti_frame):
+    s = Sift(300, root=False)
+    r = Sift(300, root=True)
+    kps = s.detect(kitti_frame)
+    _, d_sift = s.describe(kitti_frame, kps)
+    _, d_root = r.describe(kitti_frame, kps)
+    l1 = d_sift / d_sift.sum(1, keepdims=True)
+    assert np.allclose(d_root, np.sqrt(l1), atol=1e-3)
+
+
+def test_upright_sets_zero_angles_and_unique_locations(kitti_frame):
+    f = Sift(1000, upright=True)(kitti_frame)
+    assert np.all(f.angles == 0)
+    assert len(np.unique(np.round(f.keypoints, 2), axis=0)) == len(f)
+
+
+@pytest.mark.parametrize('image,msg', [
+    (np.zeros((0, 0), np.uint8), 'empty'),
+    (np.zeros((100, 100), np.uint16), '16-bit'),
+    (np.zeros((100, 100, 4), np.uint8), '3-channel'),
+    (np.zeros((10, 100), np.uint8), 'smaller'),
+    (np.zeros((100, 100), np.int32), 'dtype'),
+    (np.full((100, 100), np.nan, np.float32), 'NaN'),
+])
+def test_bad_images_raise_one_clear_value_error(image, msg):
+    with pytest.raises(ImageError, match=msg):
+        check_image(image)
+    assert issubclass(ImageError, ValueError)
+
+
+def test_unreadable_path(tmp_path):
+    bad = tmp_path / 'x.png'
+    bad.write_bytes(b'not an image')
+    with pytest.raises(ImageError, match='not a readable image'):
+        read_image(bad)
+    with pytest.raises(ImageError, match='no such file'):
+        read_image(tmp_path / 'missing.png')
+
+
+def test_any_input_size_is_padded_to_multiple_of_8(kitti_frame):
+    x = prepare_input(kitti_frame[:101, :203], 1)
+    assert x.shape == (1, 1, 104, 208)
+    assert np.allclose(x[0, 0, :101, :203] * 255, kitti_frame[:101, :203])
+    ex = Extractor(FeatureConfig(extractor='residual', backend='onnxruntime', max_keypoints=200))
+    f = ex.extract(kitti_frame[:101, :203])
+    assert f.descriptors.shape == (len(f), 256) and len(f) > 20
+    assert f.keypoints[:, 0].max() < 203 and f.keypoints[:, 1].max() < 101
+
+
+def test_rgb_input_works_for_gray_model(kitti06):
+    from hndesc_ros.features import read_image
+    color = read_image(kitti06.parent.parent.parent / 'kitti_frames' / '06' /
+                       'kitti06-12-color.png')
+    assert color.ndim == 3
+    f = Extractor(FeatureConfig(extractor='cnn', backend='onnxruntime',
+                                max_keypoints=100)).extract(color)
+    assert f.descriptors.shape == (100, 256)
+
+
+def test_matching_empty_inputs():
+    d = np.random.default_rng(0).normal(size=(10, 8)).astype(np.float32)
+    assert len(match_numpy(d[:0], d)) == 0
+    assert len(match_numpy(d, d[:0])) == 0
+    idx, dist = match_torch(torch.from_numpy(d[:0]), torch.from_numpy(d))
+    assert idx.shape == (0, 2)
+
+
+def test_mutual_nn_and_ratio_numpy_equals_torch():
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(300, 32)).astype(np.float32)
+    b = np.concatenate([a[:200] + 0.05 * rng.normal(size=(200, 32)),
+                        rng.normal(size=(150, 32))]).astype(np.float32)
+    for ratio in (1.0, 0.8):
+        m = match_numpy(a, b, ratio)
+        idx, dist = match_torch(torch.from_numpy(a), torch.from_numpy(b), ratio)
+        assert np.array_equal(m.indices, idx.numpy())
+        assert np.allclose(m.distances, dist.numpy(), atol=1e-4)
+    m = match_numpy(a, b)
+    assert np.mean(m.indices[:, 0] == m.indices[:, 1]) > 0.95  # the true pairs are found
