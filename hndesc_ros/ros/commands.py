@@ -1,5 +1,132 @@
 """``hndesc-vo`` subcommands of the ROS layer; rclpy and messages are imported only when run."""
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent.parent / 'config'
+
+
+def default_params() -> Path:
+    """config/vo.yaml of the source tree, or of the installed share/ folder."""
+    candidates = [CONFIG_DIR / 'vo.yaml']
+    try:
+        from ament_index_python.packages import get_package_share_directory
+        candidates.append(Path(get_package_share_directory('hndesc_ros')) / 'config' / 'vo.yaml')
+    except Exception:  # not installed through colcon / ament index: source tree only
+        pass
+    for c in candidates:
+        if c.is_file():
+            return c
+    from hndesc_ros.errors import HndescError
+    raise HndescError('config/vo.yaml not found; pass --params FILE')
+
+
+def cmd_kitti2bag(args) -> int:
+    from hndesc_ros.datasets.bags import bag_info, sequence_to_bag
+    from hndesc_ros.datasets.kitti import KittiSequence
+    seq = KittiSequence(args.sequence, args.first, args.count, color=args.color)
+    out = sequence_to_bag(seq, args.out, args.storage)
+    info = bag_info(out)
+    print(f'wrote {out} ({args.storage}): {len(seq)} frames, {info["messages"]} messages, '
+          f'{info["duration_s"]:.1f} s')
+    for topic, (mt, n) in info['topics'].items():
+        print(f'  {topic:<22} {mt:<30} {n}')
+    return 0
+
+
+def cmd_play(args) -> int:
+    from hndesc_ros.ros.player import play
+    n = play(args.bag, args.rate, args.loop, args.wait)
+    print(f'published {n} messages from {args.bag}')
+    return 0
+
+
+def cmd_record_odom(args) -> int:
+    from hndesc_ros.ros.recorder import record_odometry
+    b2c = None
+    if args.camera_frame:
+        from hndesc_ros.config import load_config
+        b2c = load_config(args.params or default_params(), node='backend_node').ros.base_to_camera
+    n = record_odometry(args.topic, args.out, args.format, args.count, args.idle, args.timeout,
+                        b2c)
+    print(f'recorded {n} odometry messages -> {args.out}')
+    return 0 if n else 1
+
+
+def node_command(name: str, params: Path, extra=()) -> list:
+    """The command line of one node process."""
+    return [sys.executable, '-m', f'hndesc_ros.ros.{name}', '--ros-args', '--params-file',
+            str(params), *extra]
+
+
+def cmd_run(args) -> int:
+    from hndesc_ros.config import load_config
+    params = Path(args.params) if args.params else default_params()
+    load_config(params)  # validate before starting anything
+    extra = []
+    for remap in args.remap or []:
+        extra += ['-r', remap]
+    procs = [subprocess.Popen(node_command(n, params, extra))
+             for n in ('frontend_node', 'backend_node')]
+    print(f'started frontend_node (pid {procs[0].pid}) and backend_node (pid {procs[1].pid}) '
+          f'with {params}; Ctrl-C stops both')
+
+    def stop(*_):
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        while all(p.poll() is None for p in procs):
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    stop()
+    for p in procs:
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    codes = [p.returncode for p in procs]
+    return 0 if all(c in (0, -signal.SIGINT, 130) for c in codes) else 1
 
 
 def add_commands(sub) -> None:
     """Register the ROS subcommands (kitti2bag, play, run, record-odom) on ``sub``."""
+    s = sub.add_parser('kitti2bag', help='KITTI odometry sequence -> ROS 2 bag')
+    s.add_argument('--sequence', required=True)
+    s.add_argument('--out', required=True, help='bag folder')
+    s.add_argument('--first', type=int, default=0)
+    s.add_argument('--count', type=int)
+    s.add_argument('--color', action='store_true', help='image_2/3 as bgr8')
+    s.add_argument('--storage', choices=['mcap', 'sqlite3'], default='mcap')
+    s.set_defaults(func=cmd_kitti2bag)
+
+    s = sub.add_parser('play', help='publish a bag over DDS with its timing and /clock')
+    s.add_argument('bag')
+    s.add_argument('--rate', type=float, default=1.0)
+    s.add_argument('--loop', action='store_true')
+    s.add_argument('--wait', type=float, default=0.0,
+                   help='wait up to this many seconds for image subscribers before playing')
+    s.set_defaults(func=cmd_play)
+
+    s = sub.add_parser('run', help='start the front-end and back-end nodes (no ros2 CLI needed)')
+    s.add_argument('--params', help='ROS params YAML (default config/vo.yaml)')
+    s.add_argument('--remap', action='append', help='from:=to, passed to both nodes')
+    s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser('record-odom', help='write received odometry as a trajectory file')
+    s.add_argument('topic')
+    s.add_argument('out')
+    s.add_argument('--format', choices=['kitti', 'tum'], default='tum')
+    s.add_argument('--count', type=int, default=0, help='stop after N messages')
+    s.add_argument('--idle', type=float, default=0.0, help='stop after N s without messages')
+    s.add_argument('--timeout', type=float, default=0.0, help='stop after N s')
+    s.add_argument('--camera-frame', action='store_true',
+                   help='convert base_link poses back to the camera frame (KITTI GT frame)')
+    s.add_argument('--params', help='params YAML holding ros.base_to_camera')
+    s.set_defaults(func=cmd_record_odom)

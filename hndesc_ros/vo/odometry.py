@@ -221,3 +221,37 @@ class StereoOdometry:
     def trajectory(self) -> np.ndarray:
         """(N, 4, 4) T_world_cam of every processed frame (online estimates)."""
         return np.array([r.T_world_cam for r in self.results])
+
+
+class MonoOdometry:
+    """Monocular back end on tracked observations: essential matrix between consecutive frames
+    (5-point RANSAC) from track-id correspondences; translation has unit length per frame
+    (scale is unobservable), so evaluate with Sim(3) alignment."""
+
+    def __init__(self, calib: StereoCalib, cfg: Optional[VOConfig] = None):
+        self.calib, self.cfg = calib, cfg or VOConfig()
+        self.prev: Optional[Observations] = None
+        self.T = np.eye(4)
+        self.lost = 0
+        self.results: List[FrameResult] = []
+
+    def process(self, obs: Observations) -> FrameResult:
+        from hndesc_ros.vo.geometry import essential_motion
+        t0 = time.perf_counter()
+        tracked, n_inl = True, 0
+        if self.prev is not None:
+            common, i0, i1 = np.intersect1d(self.prev.track_ids, obs.track_ids,
+                                            return_indices=True)
+            T_cp, inl = essential_motion(self.prev.uv[i0].astype(np.float64),
+                                         obs.uv[i1].astype(np.float64), self.calib)
+            n_inl = len(inl)
+            if T_cp is None or n_inl < self.cfg.min_inliers:
+                tracked = False
+                self.lost += 1
+            else:
+                self.T = self.T @ inv(T_cp)
+        self.prev = obs
+        res = FrameResult(obs.index, obs.stamp, self.T.copy(), tracked, True, n_inl, len(obs),
+                          {**obs.timings, 'essential': (time.perf_counter() - t0) * 1e3})
+        self.results.append(res)
+        return res

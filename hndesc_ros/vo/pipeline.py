@@ -23,6 +23,33 @@ from hndesc_ros.vo.tracker import StereoTracker
 LOG = logging.getLogger(__name__)
 
 
+class StereoFrontend:
+    """Images -> Observations: feature extraction on both images + StereoTracker.
+
+    Used by :class:`StereoVO` and by the ROS front-end node (one call per stereo pair).
+    """
+
+    def __init__(self, cfg: Optional[Config] = None, extractor: Optional[Extractor] = None):
+        self.cfg = cfg or Config()
+        self.extractor = extractor or Extractor(self.cfg.features)
+        self.tracker = StereoTracker(self.cfg.matching)
+
+    def process(self, left: np.ndarray, right: Optional[np.ndarray], stamp: float = 0.0,
+                index: int = 0):
+        """(H, W) left and right (or None: mono) images -> Observations with timings (ms)."""
+        t0 = time.perf_counter()
+        fl = self.extractor.extract(left)
+        t1 = time.perf_counter()
+        fr = self.extractor.extract(right) if right is not None else None
+        t2 = time.perf_counter()
+        obs = self.tracker.track(fl, fr, stamp, index)
+        obs.timings['extract_left'] = (t1 - t0) * 1e3
+        if fr is not None:
+            obs.timings['extract_right'] = (t2 - t1) * 1e3
+        self.last_left = fl
+        return obs
+
+
 class StereoVO:
     """Stereo visual odometry on rectified pairs.
 
@@ -36,20 +63,12 @@ class StereoVO:
                  extractor: Optional[Extractor] = None):
         self.cfg = cfg or Config()
         self.calib = calib
-        self.extractor = extractor or Extractor(self.cfg.features)
-        self.tracker = StereoTracker(self.cfg.matching)
+        self.frontend = StereoFrontend(self.cfg, extractor)
         self.odometry = StereoOdometry(calib, self.cfg.vo)
 
     def process(self, frame: StereoFrame) -> FrameResult:
         """One stereo pair -> FrameResult (pose T_world_cam, timings in ms)."""
-        t0 = time.perf_counter()
-        left = self.extractor.extract(frame.left)
-        t1 = time.perf_counter()
-        right = self.extractor.extract(frame.right)
-        t2 = time.perf_counter()
-        obs = self.tracker.track(left, right, frame.stamp, frame.index)
-        obs.timings['extract_left'] = (t1 - t0) * 1e3
-        obs.timings['extract_right'] = (t2 - t1) * 1e3
+        obs = self.frontend.process(frame.left, frame.right, frame.stamp, frame.index)
         return self.odometry.process(obs)
 
 

@@ -47,7 +47,8 @@ class StereoTracker:
     """Assigns persistent track ids to left keypoints across frames.
 
     A new track starts at every left keypoint with a stereo match that does not continue an
-    existing track; a keypoint without stereo is kept only while it continues a track.
+    existing track; a keypoint without stereo is kept only while it continues a track. In mono
+    mode (``right`` None) every keypoint that does not continue a track starts one.
     """
 
     def __init__(self, matching: Optional[MatchingConfig] = None, f_ransac_px: float = 1.0):
@@ -85,7 +86,7 @@ class StereoTracker:
             prev_ids = self.prev_ids[tm_idx[:, 0]]
             has = prev_ids >= 0
             ids[tm_idx[has, 1]] = prev_ids[has]
-        new = (ids < 0) & np.isfinite(u_right)
+        new = (ids < 0) & (np.isfinite(u_right) if right is not None else True)
         ids[new] = np.arange(self.next_id, self.next_id + int(new.sum()))
         self.next_id += int(new.sum())
         t2 = time.perf_counter()
