@@ -1,0 +1,54 @@
+"""Launch the hndesc_ros stereo VO graph: front end + back end, optional bag playback.
+
+    ros2 launch hndesc_ros vo.launch.py
+    ros2 launch hndesc_ros vo.launch.py params_file:=/path/to/vo.yaml \
+        left_image:=/camera/left/image_rect right_image:=/camera/right/image_rect \
+        left_info:=/camera/left/camera_info right_info:=/camera/right/camera_info bag:=/data/kitti06
+"""
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, ExecuteProcess
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration, PythonExpression
+from launch_ros.actions import Node
+
+
+def generate_launch_description():
+    share = get_package_share_directory('hndesc_ros')
+    args = [
+        DeclareLaunchArgument('params_file', default_value=os.path.join(share, 'config', 'vo.yaml'),
+                              description='ROS parameters of both nodes'),
+        DeclareLaunchArgument('left_image', default_value='left/image_rect',
+                              description='rectified left image topic'),
+        DeclareLaunchArgument('right_image', default_value='right/image_rect',
+                              description='rectified right image topic'),
+        DeclareLaunchArgument('left_info', default_value='left/camera_info',
+                              description='left CameraInfo topic'),
+        DeclareLaunchArgument('right_info', default_value='right/camera_info',
+                              description='right CameraInfo topic'),
+        DeclareLaunchArgument('odom_topic', default_value='odom', description='odometry output'),
+        DeclareLaunchArgument('bag', default_value='',
+                              description='optional ROS 2 bag to play with --clock'),
+        DeclareLaunchArgument('use_sim_time', default_value='false',
+                              description='use /clock (true when playing a bag)'),
+    ]
+    params = LaunchConfiguration('params_file')
+    sim = {'use_sim_time': LaunchConfiguration('use_sim_time')}
+    info_remaps = [('left/camera_info', LaunchConfiguration('left_info')),
+                   ('right/camera_info', LaunchConfiguration('right_info'))]
+    frontend = Node(
+        package='hndesc_ros', executable='frontend_node', name='frontend_node', output='screen',
+        parameters=[params, sim],
+        remappings=[('left/image_rect', LaunchConfiguration('left_image')),
+                    ('right/image_rect', LaunchConfiguration('right_image'))] + info_remaps)
+    backend = Node(
+        package='hndesc_ros', executable='backend_node', name='backend_node', output='screen',
+        parameters=[params, sim],
+        remappings=info_remaps + [('odom', LaunchConfiguration('odom_topic'))])
+    player = ExecuteProcess(
+        cmd=['ros2', 'bag', 'play', LaunchConfiguration('bag'), '--clock'],
+        output='screen',
+        condition=IfCondition(PythonExpression(["'", LaunchConfiguration('bag'), "' != ''"])))
+    return LaunchDescription(args + [frontend, backend, player])

@@ -1,0 +1,146 @@
+"""Bad inputs to the nodes (real rclpy, in-process): each is dropped and counted, and the node
+keeps processing good frames afterwards."""
+import os
+import random
+import time
+
+import numpy as np
+import pytest
+
+import rclpy  # noqa: E402  (ros-rclpy from requirements.txt)
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField  # noqa: E402
+
+from hndesc_ros.datasets.kitti import KittiSequence  # noqa: E402
+from hndesc_ros.ros.conversions import numpy_to_image_fields  # noqa: E402
+
+
+@pytest.fixture(scope='module')
+def ros():
+    os.environ['ROS_DOMAIN_ID'] = str(random.randint(1, 200))
+    rclpy.init()
+    yield
+    rclpy.shutdown()
+
+
+def image_msg(img, ns, encoding=None):
+    msg = Image(**numpy_to_image_fields(img))
+    if encoding:
+        msg.encoding = encoding
+    msg.header.stamp.sec, msg.header.stamp.nanosec = ns // 10**9, ns % 10**9
+    return msg
+
+
+def info_msg(seq, tx=0.0, zeros=False):
+    c = seq.calib
+    msg = CameraInfo(width=c.width, height=c.height)
+    if not zeros:
+        msg.p = [c.fx, 0.0, c.cx, tx, 0.0, c.fy, c.cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+        msg.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    msg.d = [0.0] * 5
+    return msg
+
+
+class Harness:
+    def __init__(self, node):
+        self.node = node
+        self.io = rclpy.create_node(f'fault_io_{random.randint(0, 10**6)}')
+        self.ex = SingleThreadedExecutor()
+        self.ex.add_node(node)
+        self.ex.add_node(self.io)
+
+    def spin(self, cond, timeout=30.0):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and not cond():
+            self.ex.spin_once(timeout_sec=0.05)
+        return cond()
+
+    def close(self):
+        self.ex.shutdown()
+        self.node.destroy_node()
+        self.io.destroy_node()
+
+
+def test_frontend_survives_and_counts_bad_images(ros, kitti06):
+    from hndesc_ros.ros.common import input_qos
+    from hndesc_ros.ros.frontend_node import FrontendNode
+    node = FrontendNode(parameter_overrides=[
+        Parameter('features.extractor', value='rootsift'),
+        Parameter('features.max_keypoints', value=500), Parameter('ros.reliable', value=True)])
+    h = Harness(node)
+    qos = input_qos(True, 100)
+    pub = {s: h.io.create_publisher(Image, f'{s}/image_rect', qos) for s in ('left', 'right')}
+    got = []
+    h.io.create_subscription(PointCloud2, 'features/matches', got.append, qos)
+    seq = KittiSequence(kitti06, count=3)
+    frames = [seq.frame(k) for k in range(3)]
+    try:
+        assert h.spin(lambda: pub['left'].get_subscription_count() > 0, 10)
+
+        def send(k, ns, left=None, right=None, enc=None):
+            pub['left'].publish(image_msg(frames[k].left if left is None else left, ns, enc))
+            if right is not False:
+                pub['right'].publish(image_msg(frames[k].right if right is None else right, ns,
+                                               enc))
+
+        send(0, 10**9)
+        assert h.spin(lambda: len(got) == 1)
+        send(1, 2 * 10**9)                       # duplicate-free good frame
+        assert h.spin(lambda: len(got) == 2)
+        send(2, 2 * 10**9)                       # duplicate stamp
+        send(0, 15 * 10**8)                      # stamp going backwards
+        send(1, 3 * 10**9, right=False)          # right image missing ...
+        send(2, 4 * 10**9)                       # ... detected when the next pair completes
+        assert h.spin(lambda: len(got) == 3)
+        rgba = np.dstack([frames[0].left] * 4)
+        send(0, 5 * 10**9, left=rgba, right=rgba, enc='rgba8')
+        wide = np.zeros((frames[0].left.shape[0], frames[0].left.shape[1], 2), np.uint8)
+        send(0, 6 * 10**9, left=wide, right=wide, enc='mono16')
+        send(0, 7 * 10**9, left=frames[0].left, right=frames[0].right[:-3])   # sizes differ
+        odd = frames[1].left[:367, :1221]                                      # odd size: fine
+        send(1, 8 * 10**9, left=odd, right=frames[1].right[:367, :1221])
+        assert h.spin(lambda: len(got) == 4)
+        counts = node.drops.counts
+        assert counts['duplicate_stamp'] == 1
+        assert counts['stamp_backwards'] == 1
+        assert counts['unpaired_image'] == 1
+        assert counts['bad_image'] == 3          # rgba8, mono16, size mismatch
+        assert node.frames == 4
+    finally:
+        h.close()
+
+
+def test_backend_survives_bad_camera_info_and_layout(ros, kitti06):
+    from hndesc_ros.ros.backend_node import BackendNode
+    from hndesc_ros.ros.common import input_qos
+    from hndesc_ros.ros.conversions import MATCH_FIELDS
+    node = BackendNode(parameter_overrides=[Parameter('ros.reliable', value=True)])
+    h = Harness(node)
+    qos = input_qos(True, 100)
+    seq = KittiSequence(kitti06, count=1)
+    info = {s: h.io.create_publisher(CameraInfo, f'{s}/camera_info', qos)
+            for s in ('left', 'right')}
+    matches = h.io.create_publisher(PointCloud2, 'features/matches', qos)
+    try:
+        assert h.spin(lambda: matches.get_subscription_count() > 0, 10)
+        cloud = PointCloud2(height=1, width=1, point_step=20, row_step=20, data=bytes(20))
+        cloud.fields = [PointField(name=n, offset=o, datatype=d, count=1)
+                        for n, o, d in MATCH_FIELDS]
+        matches.publish(cloud)                                   # before any calibration
+        assert h.spin(lambda: node.drops.counts['no_calibration'] == 1)
+        info['left'].publish(info_msg(seq, zeros=True))          # camera_info with zeros
+        assert h.spin(lambda: node.drops.counts['bad_camera_info'] == 1)
+        info['left'].publish(info_msg(seq))
+        info['right'].publish(info_msg(seq, tx=-seq.calib.fx * seq.calib.baseline))
+        assert h.spin(lambda: node.odometry is not None)
+        bad = PointCloud2(height=1, width=1, point_step=12, row_step=12, data=bytes(12))
+        bad.fields = [PointField(name=n, offset=4 * i, datatype=7, count=1)
+                      for i, n in enumerate('xyz')]
+        matches.publish(bad)                                     # unknown field layout
+        assert h.spin(lambda: node.drops.counts['bad_layout'] == 1)
+        cloud.header.stamp.sec = 1
+        matches.publish(cloud)                                   # a valid (tiny) message
+        assert h.spin(lambda: node.frames == 1)
+    finally:
+        h.close()
