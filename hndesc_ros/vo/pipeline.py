@@ -128,9 +128,8 @@ def summarise_timings(results) -> Dict[str, float]:
     """Median ms per stage over frames, plus front-end and back-end frames per second."""
     keys = sorted({k for r in results for k in r.timings})
     med = {k: float(np.median([r.timings.get(k, 0.0) for r in results])) for k in keys}
-    front = sum(v for k, v in med.items() if k.startswith(('extract', 'stereo', 'temporal',
-                                                            'essential')))
-    back = sum(v for k, v in med.items() if k in ('pnp', 'smoother'))
+    front = sum(v for k, v in med.items() if k.startswith(('extract', 'stereo', 'temporal')))
+    back = sum(v for k, v in med.items() if k in ('pnp', 'smoother', 'essential'))
     med['fps_frontend'] = 1000.0 / front if front > 0 else float('inf')
     med['fps_backend'] = 1000.0 / back if back > 0 else float('inf')
     return med

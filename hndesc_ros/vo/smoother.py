@@ -44,9 +44,11 @@ class StereoSmoother:
             gtsam.noiseModel.mEstimator.Huber.Create(huber_k), base)
         self.prior_noise = gtsam.noiseModel.Diagonal.Sigmas(
             np.array([1e-4, 1e-4, 1e-4, 1e-4, 1e-4, 1e-4]))
-        # weak prior on every new landmark: keeps far or outlier-downweighted points
-        # determinate when the window marginalises (10 m is far looser than stereo depth)
-        self.landmark_prior = gtsam.noiseModel.Isotropic.Sigma(3, 10.0)
+        # A near-uninformative prior on every new landmark keeps the linear system determinate
+        # when a landmark's stereo factors lose their Jacobian (cheirality: a far point pushed
+        # behind the camera). It must be very loose: at 10 m it biased the poses measurably on
+        # synthetic data with 0.5 px noise; at 1000 m it does not (test_smoother.py).
+        self.landmark_prior = gtsam.noiseModel.Isotropic.Sigma(3, 1000.0)
         params = gtsam.ISAM2Params()
         params.setRelinearizeThreshold(0.01)
         params.relinearizeSkip = 1
