@@ -121,7 +121,7 @@ class StereoOdometry:
             self.velocity = inv(self.T) @ T_opt if tracked else self.velocity
         self.T = T_opt
         # world points for the next PnP: landmarks' smoothed estimates, else fresh stereo
-        self._update_points(obs, stereo_ok, outlier)
+        self._update_points(obs, stereo_ok, outlier, keep_old=not tracked)
         self.frames += 1
         res = FrameResult(obs.index, obs.stamp, T_opt.copy(), tracked, keyframe, len(inliers),
                           len(obs), {**obs.timings, 'pnp': (t1 - t0) * 1e3,
@@ -129,11 +129,15 @@ class StereoOdometry:
         self.results.append(res)
         return res
 
-    def _update_points(self, obs: Observations, stereo_ok: np.ndarray, outlier: np.ndarray):
+    def _update_points(self, obs: Observations, stereo_ok: np.ndarray, outlier: np.ndarray,
+                       keep_old: bool = False):
+        """World points for the next PnP. After a lost frame the old points are kept, so the
+        next frame can relocalise against them."""
         cam = triangulate_stereo(obs.uv, obs.u_right, self.calib)
         world = cam @ self.T[:3, :3].T + self.T[:3, 3]
-        alive = set(obs.track_ids.tolist())
-        self.points = {t: p for t, p in self.points.items() if t in alive}
+        if not keep_old:
+            alive = set(obs.track_ids.tolist())
+            self.points = {t: p for t, p in self.points.items() if t in alive}
         for i, t in enumerate(obs.track_ids):
             lm = self.segment.get(t)
             est = (self.smoother.landmark(lm) if self.smoother is not None and lm is not None

@@ -1,0 +1,51 @@
+"""Stereo and mono VO on the real KITTI frames in ../shared/data."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+
+from hndesc_ros.config import load_config
+from hndesc_ros.datasets.kitti import KittiSequence
+from hndesc_ros.vo.run import run_sequence
+
+
+def test_kitti_reader(kitti06):
+    seq = KittiSequence(kitti06, first=10, count=5)
+    assert len(seq) == 5 and seq.calib.width == 1226 and seq.calib.height == 370
+    assert abs(seq.calib.baseline - 0.537) < 0.01  # KITTI 04-10: 379.8145 / 707.0912
+    gt = seq.gt_relative()
+    assert gt.shape == (5, 4, 4) and np.allclose(gt[0], np.eye(4))
+    fr = seq.frame(0)
+    assert fr.index == 10 and fr.left.shape == fr.right.shape == (370, 1226)
+
+
+def test_stereo_vo_residual_on_kitti06(kitti06):
+    """Bound: measured 0.17 m ATE (0.28 % of the 59.9 m path) with the shipped residual model;
+    0.30 m leaves room for platform noise, is half the 1 % goal (0.60 m) and catches any real
+    regression (the plain frame-to-frame SIFT PnP floor of ../shared/data/README is 0.17 m, a
+    broken smoother or descriptor lands well above 0.3 m)."""
+    seq = KittiSequence(kitti06)
+    m = run_sequence(seq, load_config())['metrics']
+    assert m['frames'] == m['frames_tracked'] == 51
+    assert m['path_length_m'] > 55
+    assert m['ate_rmse_m'] < 0.30
+    assert m['rpe_trans_m'] < 0.05
+
+
+def test_mono_gt_scale_on_kitti00(tmp_path):
+    """Published monocular protocol (GT scale) on the first 60 frames of KITTI 00."""
+    from conftest import shared_path
+    seq_dir = shared_path('kitti', 'sequences', '00')
+    out = tmp_path / 'mono'
+    r = subprocess.run([sys.executable, '-m', 'hndesc_ros.cli', 'kitti', '--sequence',
+                        str(seq_dir), '--count', '60', '--mono', '--gt-scale', '--extractor',
+                        'sift', '--out', str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    m = json.loads((out / 'metrics.json').read_text())
+    for key in ('ate_rmse_m', 'rpe_trans_m', 'frames', 'frames_tracked', 'fps_frontend',
+                'fps_backend'):
+        assert key in m
+    assert m['frames'] == 60 and m['ate_rmse_m'] < 0.3
+    for name in ('trajectory_kitti.txt', 'trajectory_tum.txt', 'trajectory.png'):
+        assert (out / name).stat().st_size > 0
