@@ -62,6 +62,26 @@ def evaluate_pair(f0: Features, f1: Features, H: np.ndarray, shape0,
     return res
 
 
+def repeatability(f0: Features, f1: Features, H: np.ndarray, shape0, shape1,
+                  threshold: float = 3.0) -> float:
+    """Symmetric repeatability: fraction of keypoints, in the area both images see, that have
+    a detection in the other image within ``threshold`` px after warping by the true H."""
+    def one_way(a, b, Hab, shape_b, shape_a, Hba):
+        if len(a) == 0:
+            return 0.0, 0
+        w = warp(Hab, a)
+        h, wd = shape_b[:2]
+        inside = (w[:, 0] >= 0) & (w[:, 0] < wd) & (w[:, 1] >= 0) & (w[:, 1] < h)
+        if not inside.any() or len(b) == 0:
+            return 0.0, int(inside.sum())
+        d = np.linalg.norm(w[inside][:, None] - b[None], axis=2).min(1)
+        return float((d <= threshold).sum()), int(inside.sum())
+    Hinv = np.linalg.inv(H)
+    c01, n01 = one_way(f0.keypoints, f1.keypoints, H, shape1, shape0, Hinv)
+    c10, n10 = one_way(f1.keypoints, f0.keypoints, Hinv, shape0, shape1, H)
+    return (c01 + c10) / max(n01 + n10, 1)
+
+
 def evaluate_scene(scene: str | Path, extract: Callable[[np.ndarray], Features],
                    budget: int = 0) -> Dict:
     """Evaluate one extractor (image -> Features) on one scene.
@@ -78,6 +98,9 @@ def evaluate_scene(scene: str | Path, extract: Callable[[np.ndarray], Features],
         feats = [f.subset(np.argsort(-f.scores, kind='stable')[:budget]) for f in feats]
     pairs = [evaluate_pair(feats[0], feats[i], hs[i - 1], images[0].shape)
              for i in range(1, 6)]
+    for i, p in enumerate(pairs, start=1):
+        p['repeatability'] = repeatability(feats[0], feats[i], hs[i - 1], images[0].shape,
+                                           images[i].shape)
     return summarise(pairs)
 
 
@@ -90,6 +113,7 @@ def summarise(pairs: List[Dict]) -> Dict:
         'h_acc': {str(t): float(np.mean([p['h_error'] <= t for p in pairs]))
                   for t in H_THRESHOLDS},
         'keypoints': float(np.mean([p['keypoints'] for p in pairs])),
+        'repeatability': float(np.mean([p.get('repeatability', np.nan) for p in pairs])),
         'matches': float(np.mean([p['matches'] for p in pairs])),
         'pairs': pairs,
     }

@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""Descriptor comparison on real scenes never trained on, same SIFT keypoints for all:
+HPatches v_churchill (MMA, homography accuracy) and KITTI 06 stereo / temporal pairs
+(epipolar MMA).
+
+    python bench/descriptors.py [--weights-residual FILE]
+"""
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from hndesc_ros.config import FeatureConfig  # noqa: E402
+from hndesc_ros.datasets.kitti import KittiSequence  # noqa: E402
+from hndesc_ros.eval.hpatches import evaluate, format_table  # noqa: E402
+from hndesc_ros.eval.pairs import kitti_pair_mma  # noqa: E402
+from hndesc_ros.features import Extractor  # noqa: E402
+
+DATA = Path(__file__).resolve().parent.parent.parent / 'shared' / 'data'
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument('--methods', nargs='+', default=['sift', 'rootsift', 'cnn', 'residual',
+                                                    'residual-small'])
+    p.add_argument('--extra', nargs='*', default=[], metavar='NAME=CHECKPOINT',
+                   help='more residual checkpoints to compare, e.g. cpu30=runs/x/hndesc_residual.pt')
+    a = p.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+    ex = {m: Extractor(FeatureConfig(extractor=m, max_keypoints=100000)).extract
+          for m in a.methods}
+    for item in a.extra:
+        name, ckpt = item.split('=', 1)
+        ex[name] = Extractor(FeatureConfig(extractor='residual', weights=ckpt,
+                                           max_keypoints=100000)).extract
+    print('HPatches v_churchill, all SIFT keypoints, mutual NN:')
+    print(format_table(evaluate(DATA / 'hpatches' / 'v_churchill', ex)), flush=True)
+    seq = KittiSequence(DATA / 'kitti' / 'sequences' / '06')
+    ex2 = {m: Extractor(FeatureConfig(extractor=m, max_keypoints=2000)).extract
+           for m in a.methods}
+    for item in a.extra:
+        name, ckpt = item.split('=', 1)
+        ex2[name] = Extractor(FeatureConfig(extractor='residual', weights=ckpt)).extract
+    print('\nKITTI 06, 10 stereo + 10 temporal pairs, 2000 SIFT keypoints, mutual NN, '
+          'epipolar MMA:')
+    print(f'{"method":<16}{"stereo@1":>9}{"stereo@3":>9}{"temp@1":>8}{"temp@3":>8}')
+    for name, fn in ex2.items():
+        r = kitti_pair_mma(seq, fn)
+        print(f'{name:<16}{r["stereo"]["mma@1"]:>9.3f}{r["stereo"]["mma@3"]:>9.3f}'
+              f'{r["temporal"]["mma@1"]:>8.3f}{r["temporal"]["mma@3"]:>8.3f}', flush=True)
+
+
+if __name__ == '__main__':
+    main()
