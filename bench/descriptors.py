@@ -26,7 +26,7 @@ def main():
     p.add_argument('--methods', nargs='+', default=['sift', 'rootsift', 'cnn', 'residual',
                                                     'residual-small'])
     p.add_argument('--extra', nargs='*', default=[], metavar='NAME=CHECKPOINT',
-                   help='more residual checkpoints to compare, e.g. cpu30=runs/x/hndesc_residual.pt')
+                   help='more residual checkpoints, e.g. cpu30=runs/x/hndesc_residual.pt')
     a = p.parse_args()
     logging.basicConfig(level=logging.ERROR)
     ex = {m: Extractor(FeatureConfig(extractor=m, max_keypoints=100000)).extract

@@ -8,9 +8,7 @@ Prints milliseconds (median of the runs): SIFT detect+describe, network per back
 whole extraction per image with onnxruntime.
 """
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,19 +21,10 @@ from hndesc_ros.features.extractor import prepare_input  # noqa: E402
 from hndesc_ros.inference import create_backend  # noqa: E402
 from hndesc_ros.models import shipped_weights  # noqa: E402
 from hndesc_ros.models.sampling import sample_dense_numpy  # noqa: E402
+from timing import median_ms  # noqa: E402
 
 IMAGE = Path(__file__).resolve().parent.parent.parent / 'shared' / 'data' / 'kitti' / \
     'sequences' / '06' / 'image_0' / '000000.png'
-
-
-def timeit(fn, runs):
-    fn()  # warm-up
-    out = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - t) * 1e3)
-    return statistics.median(out)
 
 
 def main():
@@ -51,7 +40,7 @@ def main():
     img = read_image(a.image, gray=True)
     rows = []
     sift = Sift(2000)
-    rows.append(('SIFT detect + describe (2000 kp)', timeit(lambda: sift(img), a.runs)))
+    rows.append(('SIFT detect + describe (2000 kp)', median_ms(lambda: sift(img), a.runs)))
     kps, desc = sift.describe(img, sift.detect(img))
     xy = np.array([k.pt for k in kps], np.float32)
     x = prepare_input(img, 1)
@@ -59,19 +48,21 @@ def main():
         for variant in ('residual', 'cnn', 'residual-small'):
             b = create_backend(be, str(shipped_weights(variant)), num_threads=a.threads)
             s = desc if b.model_cfg.use_sift else None
-            rows.append((f'network {be:<11} {variant}', timeit(lambda: b.run(x, s), a.runs)))
-    dense = create_backend('onnxruntime', str(shipped_weights('residual'))).run(x, desc)['dense'][0]
-    rows.append(('sampling 2000 kp (numpy)', timeit(lambda: sample_dense_numpy(dense, xy),
-                                                    a.runs)))
+            rows.append((f'network {be:<11} {variant}',
+                         median_ms(lambda: b.run(x, s), a.runs)))
+    ort = create_backend('onnxruntime', str(shipped_weights('residual')))
+    dense = ort.run(x, desc)['dense'][0]
+    rows.append(('sampling 2000 kp (numpy)',
+                 median_ms(lambda: sample_dense_numpy(dense, xy), a.runs)))
     d = np.random.default_rng(0).normal(size=(2000, 256)).astype(np.float32)
     d /= np.linalg.norm(d, axis=1, keepdims=True)
     rows.append(('matching 2k x 2k mutual NN (numpy, 256-D)',
-                 timeit(lambda: match_numpy(d, d[::-1].copy(), 0.95), a.runs)))
+                 median_ms(lambda: match_numpy(d, d[::-1].copy(), 0.95), a.runs)))
     for variant in ('residual', 'residual-small', 'cnn'):
         ex = Extractor(FeatureConfig(extractor=variant, backend='onnxruntime',
                                      num_threads=a.threads))
         rows.append((f'whole extraction, onnxruntime, {variant}',
-                     timeit(lambda: ex.extract(img), a.runs)))
+                     median_ms(lambda: ex.extract(img), a.runs)))
     print(f'{Path(a.image).name} {img.shape[1]}x{img.shape[0]}, {a.threads} threads, CPU, '
           f'median of {a.runs} runs')
     print(f'{"stage":<48}{"ms":>9}')

@@ -9,13 +9,10 @@ Frames: KITTI 01 stereo pairs from ../shared/data (or --left/--right folders).
 """
 import argparse
 import glob
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import cv2
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -24,30 +21,10 @@ from hndesc_ros.features.gpu import GpuStereoFrontend, topk_keypoints  # noqa: E
 from hndesc_ros.features.matching import match_torch  # noqa: E402
 from hndesc_ros.models import load_checkpoint, shipped_weights  # noqa: E402
 from hndesc_ros.models.sampling import sample_dense_torch  # noqa: E402
+from timing import median_ms  # noqa: E402
 
 SEQ = Path(__file__).resolve().parent.parent.parent / 'shared' / 'data' / 'kitti' / 'sequences' \
     / '01'
-
-
-def bench(fn, runs, cuda):
-    for _ in range(3):
-        fn()
-    if cuda:
-        torch.cuda.synchronize()
-    out = []
-    for _ in range(runs):
-        if cuda:
-            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            a.record()
-            fn()
-            b.record()
-            torch.cuda.synchronize()
-            out.append(a.elapsed_time(b))
-        else:
-            t = time.perf_counter()
-            fn()
-            out.append((time.perf_counter() - t) * 1e3)
-    return statistics.median(out)
 
 
 def main():
@@ -82,28 +59,28 @@ def main():
             f = model.h.encode(x)
             return model.h.describe(f), model.h.detect(f)
 
-    rows.append(('network fp32 (1 image)', bench(lambda: net(x1, False), a.runs, cuda)))
+    rows.append(('network fp32 (1 image)', median_ms(lambda: net(x1, False), a.runs, cuda)))
     if cuda:
         model.to(memory_format=torch.channels_last)
         xc = x1.contiguous(memory_format=torch.channels_last)
         rows.append(('network fp16 channels_last (1 image)',
-                     bench(lambda: net(xc, True), a.runs, cuda)))
+                     median_ms(lambda: net(xc, True), a.runs, cuda)))
         x2c = x2.contiguous(memory_format=torch.channels_last)
         rows.append(('network fp16, stereo pair batched, per image',
-                     bench(lambda: net(x2c, True), a.runs, cuda) / 2))
+                     median_ms(lambda: net(x2c, True), a.runs, cuda) / 2))
     with torch.inference_mode():
         dense, scores = net(x1, False)
         scores = scores[:, :h, :w].float()
-        rows.append(('detection (NMS + top-2000)', bench(
+        rows.append(('detection (NMS + top-2000)', median_ms(
             lambda: topk_keypoints(scores, 2000), a.runs, cuda)))
         xy, _, _ = topk_keypoints(scores, 2000)
-        rows.append(('sampling 2000 keypoints', bench(
+        rows.append(('sampling 2000 keypoints', median_ms(
             lambda: sample_dense_torch(dense.float(), xy), a.runs, cuda)))
         d = torch.nn.functional.normalize(torch.randn(2000, 256, device=dev), dim=1)
-        rows.append(('matching 2k x 2k mutual NN + ratio', bench(
+        rows.append(('matching 2k x 2k mutual NN + ratio', median_ms(
             lambda: match_torch(d, d.flip(0), 0.95), a.runs, cuda)))
     sift = cv2.SIFT_create(2000)
-    rows.append(('OpenCV SIFT on the CPU (1 image)', bench(
+    rows.append(('OpenCV SIFT on the CPU (1 image)', median_ms(
         lambda: sift.detectAndCompute(L[0], None), max(3, a.runs // 10), False)))
     try:
         import kornia.feature as KF
@@ -111,7 +88,7 @@ def main():
         img = torch.from_numpy(L[0]).to(dev).float()[None, None] / 255
         with torch.inference_mode():
             rows.append(('kornia SIFT on the device (1 image)',
-                         bench(lambda: ksift(img), max(3, a.runs // 5), cuda)))
+                         median_ms(lambda: ksift(img), max(3, a.runs // 5), cuda)))
     except ImportError:
         rows.append(('kornia SIFT on the device: kornia not installed', float('nan')))
     for graph in ([False, True] if cuda else [False]):
@@ -123,7 +100,7 @@ def main():
             i[0] += 1
             return out
         label = 'stereo frame end to end (upload, net, detect, sample, stereo+temporal match)'
-        ms = bench(frame, a.runs, cuda)
+        ms = median_ms(frame, a.runs, cuda)
         rows.append((label + (', CUDA graph' if graph else ''), ms))
         out = frame()
         n_stereo = int((out['stereo'] >= 0).sum())

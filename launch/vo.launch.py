@@ -3,7 +3,8 @@
     ros2 launch hndesc_ros vo.launch.py
     ros2 launch hndesc_ros vo.launch.py params_file:=/path/to/vo.yaml \
         left_image:=/camera/left/image_rect right_image:=/camera/right/image_rect \
-        left_info:=/camera/left/camera_info right_info:=/camera/right/camera_info bag:=/data/kitti06
+        bag:=/data/kitti06 \
+        left_info:=/camera/left/camera_info right_info:=/camera/right/camera_info
 """
 import os
 
@@ -18,7 +19,8 @@ from launch_ros.actions import Node
 def generate_launch_description():
     share = get_package_share_directory('hndesc_ros')
     args = [
-        DeclareLaunchArgument('params_file', default_value=os.path.join(share, 'config', 'vo.yaml'),
+        DeclareLaunchArgument('params_file',
+                              default_value=os.path.join(share, 'config', 'vo.yaml'),
                               description='ROS parameters of both nodes'),
         DeclareLaunchArgument('left_image', default_value='left/image_rect',
                               description='rectified left image topic'),

@@ -40,8 +40,8 @@ def test_launch_file_nodes_exist_as_entry_points():
     args = {n.args[0].value for n in ast.walk(tree) if isinstance(n, ast.Call)
             and getattr(n.func, 'id', '') == 'DeclareLaunchArgument'}
     assert {'params_file', 'left_image', 'right_image', 'bag', 'use_sim_time'} <= args
-    assert "os.path.join(share, 'config', 'vo.yaml')" in (ROOT / 'launch' /
-                                                           'vo.launch.py').read_text()
+    launch_text = (ROOT / 'launch' / 'vo.launch.py').read_text()
+    assert "os.path.join(share, 'config', 'vo.yaml')" in launch_text
 
 
 def test_params_file_keys_exist_in_schema():

@@ -72,5 +72,6 @@ def test_tracking_loss_is_reported_and_recovered():
         out.append(odo.process(obs))
     assert odo.lost == 1 and not out[10].tracked
     assert all(r.tracked for r in out[11:])
-    err = np.linalg.norm(np.array([r.T_world_cam for r in out])[:, :3, 3] - poses[:, :3, 3], axis=1)
+    est = np.array([r.T_world_cam for r in out])
+    err = np.linalg.norm(est[:, :3, 3] - poses[:, :3, 3], axis=1)
     assert err[-1] < 0.2  # back on track after re-initialisation from the last good pose

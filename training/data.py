@@ -61,8 +61,10 @@ def list_images(dirs: Sequence[str | Path]) -> List[Path]:
         d = Path(d)
         if not d.exists():
             raise FileNotFoundError(f'training images: {d} does not exist')
-        files = [d] if d.is_file() else sorted(p for p in d.rglob('*')
-                                                if p.suffix.lower() in IMAGE_EXTS)
+        if d.is_file():
+            files = [d]
+        else:
+            files = sorted(p for p in d.rglob('*') if p.suffix.lower() in IMAGE_EXTS)
         for p in files:
             text = p.resolve().as_posix().lower()
             if not any(f'/{bad}/' in text for bad in FORBIDDEN):

@@ -14,6 +14,7 @@ import numpy as np
 
 from hndesc_ros.types import StereoCalib, StereoFrame
 
+
 def make_T(R: np.ndarray, t) -> np.ndarray:
     """4x4 from rotation and translation."""
     T = np.eye(4)

@@ -84,8 +84,8 @@ def kitti_errors(est: np.ndarray, gt: np.ndarray, lengths: Sequence[int] = KITTI
     the ground truth). Returns None when the run is shorter than the shortest length.
     """
     _check(est, gt)
-    dist = np.concatenate([[0], np.cumsum(np.linalg.norm(np.diff(gt[:, :3, 3], axis=0),
-                                                          axis=1))])
+    steps = np.linalg.norm(np.diff(gt[:, :3, 3], axis=0), axis=1)
+    dist = np.concatenate([[0], np.cumsum(steps)])
     t_errs, r_errs = [], []
     for first in range(0, len(gt), step):
         for length in lengths:
@@ -167,8 +167,8 @@ def write_tum(path: str | Path, stamps: np.ndarray, poses: np.ndarray) -> Path:
     return Path(path)
 
 
-def read_trajectory(path: str | Path, fmt: str = 'kitti') -> Tuple[Optional[np.ndarray],
-                                                                     np.ndarray]:
+def read_trajectory(path: str | Path,
+                    fmt: str = 'kitti') -> Tuple[Optional[np.ndarray], np.ndarray]:
     """Read a KITTI or TUM file -> (stamps or None, (N, 4, 4) poses)."""
     path = Path(path)
     if not path.is_file():

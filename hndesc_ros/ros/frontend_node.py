@@ -118,7 +118,8 @@ class FrontendNode(Node):
         msg = PointCloud2()
         msg.header = header
         msg.height, msg.width = 1, len(arr)
-        msg.fields = [PointField(name=n, offset=o, datatype=d, count=1) for n, o, d in MATCH_FIELDS]
+        msg.fields = [PointField(name=n, offset=o, datatype=d, count=1)
+                      for n, o, d in MATCH_FIELDS]
         msg.is_bigendian = False
         msg.point_step = arr.dtype.itemsize
         msg.row_step = msg.point_step * len(arr)
