@@ -29,14 +29,16 @@ def main():
     p.add_argument('--extractor', default='residual')
     p.add_argument('--frames', type=int, default=30)
     p.add_argument('--rates', type=float, nargs='+', default=[10, 5, 2, 1])
+    p.add_argument('--reliable', action='store_true',
+                   help='reliable QoS (bag replay) instead of SensorDataQoS (live camera)')
     a = p.parse_args()
     os.environ['ROS_DOMAIN_ID'] = str(random.randint(1, 200))
     import rclpy
     from nav_msgs.msg import Odometry
-    from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import CameraInfo, Image
 
     from hndesc_ros.datasets.kitti import KittiSequence
+    from hndesc_ros.ros.common import input_qos
     from hndesc_ros.ros.conversions import numpy_to_image_fields, stamp_to_ns
 
     seq = KittiSequence(SEQ, count=a.frames)
@@ -44,7 +46,7 @@ def main():
     c = seq.calib
     data = yaml.safe_load((ROOT / 'config' / 'vo.yaml').read_text())
     for node in data.values():
-        node['ros__parameters']['ros']['reliable'] = False  # live camera QoS
+        node['ros__parameters']['ros']['reliable'] = a.reliable
     data['frontend_node']['ros__parameters']['features']['extractor'] = a.extractor
     params = Path('/tmp/hndesc_latency_params.yaml')
     params.write_text(yaml.safe_dump(data))
@@ -54,10 +56,10 @@ def main():
                                   str(params)], stdout=subprocess.DEVNULL)
         rclpy.init()
         node = rclpy.create_node('latency_bench')
-        pubs = {s: node.create_publisher(Image, f'{s}/image_rect', qos_profile_sensor_data)
-                for s in ('left', 'right')}
-        infos = {s: node.create_publisher(CameraInfo, f'{s}/camera_info',
-                                          qos_profile_sensor_data) for s in ('left', 'right')}
+        qos = input_qos(a.reliable, 100)
+        pubs = {s: node.create_publisher(Image, f'{s}/image_rect', qos) for s in ('left', 'right')}
+        infos = {s: node.create_publisher(CameraInfo, f'{s}/camera_info', qos)
+                 for s in ('left', 'right')}
         lat = []
         node.create_subscription(Odometry, 'odom', lambda m: lat.append(
             time.time() - stamp_to_ns(m.header.stamp) * 1e-9), 100)

@@ -19,7 +19,7 @@ def test_vo_on_synthetic_sequence_recovers_ground_truth(tmp_path):
     seq = SyntheticSequence(frames=20)
     m = run_sequence(seq, load_config(None, {'features.extractor': 'rootsift'}))['metrics']
     assert m['frames_tracked'] == 20
-    assert m['ate_rmse_m'] < 0.05 * m['path_length_m']
+    assert m['ate_rmse_m'] < 0.01 * m['path_length_m']  # measured 0.05 % (7 mm on 14.5 m)
     # the same frames written in KITTI layout read back identically
     sd = write_kitti_layout(seq, tmp_path / 'kitti', count=3)
     k = KittiSequence(sd)
