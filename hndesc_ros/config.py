@@ -70,6 +70,8 @@ class VOConfig:
     smoother: bool = True              # False: front end only (PnP chaining)
     min_track_length: int = 2          # observations before a landmark enters the graph
     stereo_gate_px: float = 3.0        # max reprojection error of a track's point (px)
+    smoother_iterations: int = 0       # extra iSAM2 relinearisation steps per keyframe
+    max_new_landmarks: int = 0         # cap on landmarks added per keyframe (0 = no cap)
 
 
 @dataclass

@@ -66,8 +66,8 @@ class StereoOdometry:
     def _new_smoother(self):
         from hndesc_ros.vo.smoother import StereoSmoother
         c = self.cfg
-        self.smoother = StereoSmoother(self.calib, c.window_size, c.pixel_sigma, c.huber_k) \
-            if c.smoother else None
+        self.smoother = StereoSmoother(self.calib, c.window_size, c.pixel_sigma, c.huber_k,
+                                       c.smoother_iterations) if c.smoother else None
 
     # ------------------------------------------------------------------ helpers
     def _stereo_valid(self, obs: Observations) -> np.ndarray:
@@ -195,7 +195,8 @@ class StereoOdometry:
             row = (k, float(obs.uv[i, 0]), float(obs.u_right[i]), float(obs.uv[i, 1]))
             if lm in self.pending:
                 buf = [r for r in self.pending[lm] if sm.pose_alive(r[0])] + [row + (world[i],)]
-                if len(buf) >= self.cfg.min_track_length:
+                cap = self.cfg.max_new_landmarks
+                if len(buf) >= self.cfg.min_track_length and (not cap or len(new_lms) < cap):
                     new_lms[lm] = buf[0][4]
                     factors += [(r[0], lm, r[1], r[2], r[3]) for r in buf]
                     del self.pending[lm]

@@ -31,10 +31,11 @@ class StereoSmoother:
         window: keyframes kept in the window (the smoother lag, in keyframes).
         pixel_sigma: stereo measurement noise (px) for u_left, u_right, v.
         huber_k: Huber threshold in sigmas.
+        iterations: extra iSAM2 update steps per keyframe (relinearisation).
     """
 
     def __init__(self, calib: StereoCalib, window: int = 8, pixel_sigma: float = 1.0,
-                 huber_k: float = 1.345):
+                 huber_k: float = 1.345, iterations: int = 2):
         gtsam = _gtsam()
         self.calib = calib
         self.window = window
@@ -53,7 +54,7 @@ class StereoSmoother:
         params.setRelinearizeThreshold(0.01)
         params.relinearizeSkip = 1
         self.smoother = gtsam.IncrementalFixedLagSmoother(float(window), params)
-        self.extra_iterations = 2
+        self.extra_iterations = iterations
         self.landmark_time: Dict[int, float] = {}
         self.latest: Optional[int] = None
         self.factors = 0
