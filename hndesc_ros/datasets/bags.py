@@ -13,6 +13,7 @@ from typing import Iterator, Optional, Tuple
 import numpy as np
 
 from hndesc_ros.errors import HndescError
+from hndesc_ros.types import to_quat
 
 TOPICS = {
     'left_image': ('/left/image_rect', 'sensor_msgs/msg/Image'),
@@ -27,19 +28,6 @@ TOPICS = {
 def _typestore():
     from rosbags.typesys import Stores, get_typestore
     return get_typestore(Stores.ROS2_KILTED)
-
-
-def _quat(R: np.ndarray) -> np.ndarray:
-    """3x3 -> (x, y, z, w) (local helper: datasets/ does not import eval/)."""
-    w = np.sqrt(max(0.0, 1 + R[0, 0] + R[1, 1] + R[2, 2])) / 2
-    x = np.sqrt(max(0.0, 1 + R[0, 0] - R[1, 1] - R[2, 2])) / 2
-    y = np.sqrt(max(0.0, 1 - R[0, 0] + R[1, 1] - R[2, 2])) / 2
-    z = np.sqrt(max(0.0, 1 - R[0, 0] - R[1, 1] + R[2, 2])) / 2
-    x = np.copysign(x, R[2, 1] - R[1, 2])
-    y = np.copysign(y, R[0, 2] - R[2, 0])
-    z = np.copysign(z, R[1, 0] - R[0, 1])
-    q = np.array([x, y, z, w])
-    return q / np.linalg.norm(q)
 
 
 def sequence_to_bag(seq, out: str | Path, storage: str = 'mcap', start_ns: int = 0,
@@ -98,7 +86,7 @@ def sequence_to_bag(seq, out: str | Path, storage: str = 'mcap', start_ns: int =
                 writer.write(conns[f'{side}_info'], ns, ts.serialize_cdr(info, info.__msgtype__))
             if gt is not None:
                 P = gt[k]
-                q = _quat(P[:3, :3])
+                q = to_quat(P[:3, :3])
                 pose = G['Pose'](position=G['Point'](x=P[0, 3], y=P[1, 3], z=P[2, 3]),
                                  orientation=G['Quaternion'](x=q[0], y=q[1], z=q[2], w=q[3]))
                 zero = G['Vector3'](x=0.0, y=0.0, z=0.0)

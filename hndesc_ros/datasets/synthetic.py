@@ -12,14 +12,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from hndesc_ros.types import StereoCalib, StereoFrame
-
-
-def make_T(R: np.ndarray, t) -> np.ndarray:
-    """4x4 from rotation and translation."""
-    T = np.eye(4)
-    T[:3, :3], T[:3, 3] = R, t
-    return T
+from hndesc_ros.types import StereoCalib, StereoFrame, make_T
 
 
 TEX = 1024           # texture resolution (pixels)

@@ -11,6 +11,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from hndesc_ros.errors import HndescError
+from hndesc_ros.types import from_quat, to_quat  # noqa: F401  (re-exported)
 
 KITTI_LENGTHS = (100, 200, 300, 400, 500, 600, 700, 800)
 
@@ -124,34 +125,6 @@ def _check(est: np.ndarray, gt: np.ndarray) -> None:
 
 
 # ----------------------------------------------------------------------------- file formats
-def to_quat(R: np.ndarray) -> np.ndarray:
-    """3x3 rotation -> (x, y, z, w) unit quaternion."""
-    m = R
-    tr = np.trace(m)
-    if tr > 0:
-        s = np.sqrt(tr + 1.0) * 2
-        q = [(m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s, s / 4]
-    elif m[0, 0] > m[1, 1] and m[0, 0] > m[2, 2]:
-        s = np.sqrt(1.0 + m[0, 0] - m[1, 1] - m[2, 2]) * 2
-        q = [s / 4, (m[0, 1] + m[1, 0]) / s, (m[0, 2] + m[2, 0]) / s, (m[2, 1] - m[1, 2]) / s]
-    elif m[1, 1] > m[2, 2]:
-        s = np.sqrt(1.0 + m[1, 1] - m[0, 0] - m[2, 2]) * 2
-        q = [(m[0, 1] + m[1, 0]) / s, s / 4, (m[1, 2] + m[2, 1]) / s, (m[0, 2] - m[2, 0]) / s]
-    else:
-        s = np.sqrt(1.0 + m[2, 2] - m[0, 0] - m[1, 1]) * 2
-        q = [(m[0, 2] + m[2, 0]) / s, (m[1, 2] + m[2, 1]) / s, s / 4, (m[1, 0] - m[0, 1]) / s]
-    q = np.array(q)
-    return q / np.linalg.norm(q)
-
-
-def from_quat(q: Sequence[float]) -> np.ndarray:
-    """(x, y, z, w) -> 3x3 rotation."""
-    x, y, z, w = np.asarray(q, float) / np.linalg.norm(q)
-    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
-
-
 def write_kitti(path: str | Path, poses: np.ndarray) -> Path:
     """KITTI format: 12 numbers a line (the top 3x4 of each pose)."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)

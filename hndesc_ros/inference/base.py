@@ -23,3 +23,17 @@ class Backend:
     def run(self, image: np.ndarray, sift: Optional[np.ndarray] = None,
             with_scores: bool = False) -> Dict[str, np.ndarray]:
         raise NotImplementedError
+
+    @staticmethod
+    def finish(outputs: Dict, sift, with_scores: bool) -> Dict:
+        """Trim a static graph's outputs to the contract: graphs with a ``sift`` input always
+        run ``f`` (on one dummy row when there are no keypoints), so ``refined`` is dropped when
+        no sift was given and emptied when it had no rows; ``scores`` only on request."""
+        if 'refined' in outputs:
+            if sift is None:
+                del outputs['refined']
+            elif not len(sift):
+                outputs['refined'] = outputs['refined'][:0]
+        if not with_scores:
+            outputs.pop('scores', None)
+        return outputs

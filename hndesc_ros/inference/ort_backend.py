@@ -56,11 +56,4 @@ class OrtBackend(Backend):
             feeds['sift'] = (np.ascontiguousarray(sift, np.float32) if n
                              else np.zeros((1, 128), np.float32))
         res = dict(zip(self.outputs, self.session.run(None, feeds)))
-        if 'refined' in res:
-            if sift is None:
-                del res['refined']
-            elif not n:
-                res['refined'] = res['refined'][:0]
-        if not with_scores:
-            res.pop('scores', None)
-        return res
+        return self.finish(res, sift, with_scores)

@@ -137,14 +137,7 @@ class TensorRTBackend(Backend):
         torch.cuda.current_stream().synchronize()
         self.context.execute_async_v3(self.stream.cuda_stream)
         self.stream.synchronize()
-        if 'refined' in outs:
-            if sift is None:
-                del outs['refined']
-            elif not n:
-                outs['refined'] = outs['refined'][:0]
-        if not with_scores:
-            outs.pop('scores', None)
-        return outs
+        return self.finish(outs, sift, with_scores)
 
     def run(self, image: np.ndarray, sift: Optional[np.ndarray] = None,
             with_scores: bool = False) -> Dict[str, np.ndarray]:

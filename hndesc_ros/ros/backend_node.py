@@ -21,9 +21,9 @@ from hndesc_ros.errors import HndescError
 from hndesc_ros.ros.common import DropCounter, input_qos, spin_node
 from hndesc_ros.ros.conversions import (MATCH_DTYPE, array_to_observations,
                                         calib_from_camera_info, check_match_layout,
-                                        quaternion_from_matrix, stamp_to_ns,
-                                        transform_from_xyzq)
+                                        stamp_to_ns, transform_from_xyzq)
 from hndesc_ros.ros.params import declare_config
+from hndesc_ros.types import to_quat
 from hndesc_ros.vo.geometry import inv
 
 
@@ -107,7 +107,7 @@ class BackendNode(Node):
     def _publish(self, stamp, T_world_cam: np.ndarray) -> None:
         r = self.cfg.ros
         T = self.T_base_cam @ T_world_cam @ inv(self.T_base_cam)  # odom -> base_link
-        q = quaternion_from_matrix(T[:3, :3])
+        q = to_quat(T[:3, :3])
         odom = Odometry()
         odom.header.stamp = stamp
         odom.header.frame_id = r.odom_frame

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from hndesc_ros.errors import CalibrationError, ImageError
-from hndesc_ros.types import StereoCalib
+from hndesc_ros.types import StereoCalib, from_quat, make_T
 
 MATCH_FIELDS = (('track_id', 0, 5), ('u', 4, 7), ('v', 8, 7), ('u_right', 12, 7),
                 ('score', 16, 7))   # (name, offset, PointField datatype: 5 INT32, 7 FLOAT32)
@@ -104,16 +104,6 @@ def check_match_layout(msg) -> None:
         raise ValueError('features/matches data size does not match width * point_step')
 
 
-def quaternion_from_matrix(R: np.ndarray) -> np.ndarray:
-    """3x3 -> (x, y, z, w)."""
-    from hndesc_ros.eval.trajectory import to_quat
-    return to_quat(R)
-
-
 def transform_from_xyzq(v) -> np.ndarray:
     """(x y z qx qy qz qw) -> 4x4."""
-    from hndesc_ros.eval.trajectory import from_quat
-    T = np.eye(4)
-    T[:3, :3] = from_quat(v[3:7])
-    T[:3, 3] = v[:3]
-    return T
+    return make_T(from_quat(v[3:7]), v[:3])

@@ -6,7 +6,7 @@ from typing import Optional, Tuple
 import cv2
 import numpy as np
 
-from hndesc_ros.types import StereoCalib
+from hndesc_ros.types import StereoCalib, make_T  # noqa: F401  (re-exported)
 
 
 def inv(T: np.ndarray) -> np.ndarray:
@@ -15,13 +15,6 @@ def inv(T: np.ndarray) -> np.ndarray:
     out[:3, :3] = T[:3, :3].T
     out[:3, 3] = -T[:3, :3].T @ T[:3, 3]
     return out
-
-
-def make_T(R: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """4x4 from (3, 3) rotation and (3,) translation."""
-    T = np.eye(4)
-    T[:3, :3], T[:3, 3] = R, np.asarray(t).ravel()
-    return T
 
 
 def rotation_angle(R: np.ndarray) -> float:
