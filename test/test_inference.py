@@ -45,3 +45,13 @@ def test_tensorrt_slot_exists_and_fails_clearly_without_it():
 def test_unknown_backend():
     with pytest.raises(ConfigError, match='unknown backend'):
         create_backend('openvino', 'x.pt')
+
+
+def test_refine_alone_equals_refine_in_the_full_graph(kitti_frame):
+    x, sift = prepare_input(kitti_frame, 1), Sift(200)
+    _, desc = sift.describe(kitti_frame, sift.detect(kitti_frame))
+    for name in ('torch', 'onnxruntime'):
+        be = create_backend(name, str(shipped_weights('residual')))
+        full = be.run(x, desc)['refined']
+        assert np.abs(be.refine(desc) - full).max() < 1e-5
+        assert be.refine(desc[:0]).shape == (0, 128)

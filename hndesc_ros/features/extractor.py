@@ -117,8 +117,7 @@ class Extractor:
             refined = None
             if mc.use_sift:
                 sift_desc = self.sift.describe_at(gray, xy, sizes, base.angles)
-                refined = self.backend.run(net_in[:, :, :8, :8] * 0, sift_desc)['refined'] \
-                    if n else np.zeros((0, mc.refine_dim), np.float32)
+                refined = self.backend.refine(sift_desc)
             t2 = time.perf_counter()
         cnn = sample_dense_numpy(out['dense'][0], base.keypoints)
         desc = cnn if refined is None else np.concatenate([cnn, refined], 1) / np.sqrt(2.0)

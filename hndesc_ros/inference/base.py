@@ -19,10 +19,19 @@ class Backend:
 
     name = 'base'
     model_cfg: ModelConfig
+    min_input = (8, 8)  # smallest (H, W) the graph accepts (TensorRT: its profile's minimum)
 
     def run(self, image: np.ndarray, sift: Optional[np.ndarray] = None,
             with_scores: bool = False) -> Dict[str, np.ndarray]:
         raise NotImplementedError
+
+    def refine(self, sift: np.ndarray) -> np.ndarray:
+        """``f`` alone: (N, 128) unit SIFT -> (N, refine_dim), for keypoints chosen after the
+        network ran (learned keypoints). Static graphs get the smallest image they accept."""
+        if not len(sift):
+            return np.zeros((0, self.model_cfg.refine_dim), np.float32)
+        probe = np.zeros((1, self.model_cfg.in_channels, *self.min_input), np.float32)
+        return self.run(probe, sift)['refined']
 
     @staticmethod
     def finish(outputs: Dict, sift, with_scores: bool) -> Dict:

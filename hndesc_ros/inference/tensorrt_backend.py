@@ -115,6 +115,7 @@ class TensorRTBackend(Backend):
         self.inputs = [n for n in self.names
                        if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         self.torch = torch
+        self.min_input = DEFAULT_PROFILE[0]
 
     def run_torch(self, image, sift=None, with_scores: bool = False) -> Dict:
         """Tensors on CUDA in, tensors on CUDA out (same contract as the torch backend)."""

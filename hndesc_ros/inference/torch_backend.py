@@ -48,6 +48,12 @@ class TorchBackend(Backend):
             out = self.model(image, sift, with_scores=with_scores)
         return {k: v.float() for k, v in out.items()}
 
+    @torch.inference_mode()
+    def refine(self, sift: np.ndarray) -> np.ndarray:
+        if not len(sift):
+            return np.zeros((0, self.model_cfg.refine_dim), np.float32)
+        return self.model.f(torch.from_numpy(sift).to(self.device)).float().cpu().numpy()
+
     def run(self, image: np.ndarray, sift: Optional[np.ndarray] = None,
             with_scores: bool = False) -> Dict[str, np.ndarray]:
         img = torch.from_numpy(image).to(self.device)

@@ -90,7 +90,8 @@ class StereoTracker:
         ids[new] = np.arange(self.next_id, self.next_id + int(new.sum()))
         self.next_id += int(new.sum())
         t2 = time.perf_counter()
-        self.prev, self.prev_ids = left, ids
+        if n:  # a blank frame keeps the previous one as the reference for the next frame
+            self.prev, self.prev_ids = left, ids
         keep = ids >= 0
         return Observations(stamp, index, ids[keep], left.keypoints[keep], u_right[keep],
                             left.scores[keep],
