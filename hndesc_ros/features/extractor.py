@@ -88,11 +88,9 @@ class Extractor:
         image = check_image(image)
         gray = to_gray(image)
         t0 = time.perf_counter()
-        timings = {}
         if self.backend is None:
             feats = self.sift(gray)
-            timings['keypoints'] = (time.perf_counter() - t0) * 1e3
-            self.timings = timings
+            self.timings = {'keypoints': (time.perf_counter() - t0) * 1e3}
             return feats
         mc = self.backend.model_cfg
         net_in = prepare_input(image, mc.in_channels)
@@ -122,11 +120,9 @@ class Extractor:
         cnn = sample_dense_numpy(out['dense'][0], base.keypoints)
         desc = cnn if refined is None else np.concatenate([cnn, refined], 1) / np.sqrt(2.0)
         t3 = time.perf_counter()
-        timings.update(keypoints=(t1 - t0) * 1e3 if self.cfg.keypoints == 'sift' else 0.0,
-                       network=(t2 - t1) * 1e3 if self.cfg.keypoints == 'sift'
-                       else (t1 - t0) * 1e3, sampling=(t3 - t2) * 1e3)
-        if self.cfg.keypoints == 'learned':
-            timings['keypoints'] = (t2 - t1) * 1e3
-        self.timings = timings
+        # SIFT keypoints come before the network, learned ones after it
+        first, second = (t1 - t0) * 1e3, (t2 - t1) * 1e3
+        kp_ms, net_ms = (first, second) if self.cfg.keypoints == 'sift' else (second, first)
+        self.timings = {'keypoints': kp_ms, 'network': net_ms, 'sampling': (t3 - t2) * 1e3}
         return Features(base.keypoints, desc.astype(np.float32), base.scores, base.scales,
                         base.angles, base.image_size)
