@@ -61,7 +61,6 @@ class StereoOdometry:
         self.kf_T = np.eye(4)
         self.frames = 0
         self.lost = 0
-        self.results: List[FrameResult] = []
 
     def _new_smoother(self):
         from hndesc_ros.vo.smoother import StereoSmoother
@@ -70,6 +69,11 @@ class StereoOdometry:
                                        c.smoother_iterations) if c.smoother else None
 
     # ------------------------------------------------------------------ helpers
+    def _world_points(self, obs: Observations, T: np.ndarray) -> np.ndarray:
+        """(M, 3) stereo-triangulated observations in the world, camera at T_world_cam."""
+        cam = triangulate_stereo(obs.uv, obs.u_right, self.calib)
+        return cam @ T[:3, :3].T + T[:3, 3]
+
     def _stereo_valid(self, obs: Observations) -> np.ndarray:
         disp = obs.uv[:, 0] - obs.u_right
         ok = np.isfinite(obs.u_right) & (disp > 0.1)
@@ -126,15 +130,13 @@ class StereoOdometry:
         res = FrameResult(obs.index, obs.stamp, T_opt.copy(), tracked, keyframe, len(inliers),
                           len(obs), {**obs.timings, 'pnp': (t1 - t0) * 1e3,
                                      'smoother': (t2 - t1) * 1e3})
-        self.results.append(res)
         return res
 
     def _update_points(self, obs: Observations, stereo_ok: np.ndarray, outlier: np.ndarray,
                        keep_old: bool = False):
         """World points for the next PnP. After a lost frame the old points are kept, so the
         next frame can relocalise against them."""
-        cam = triangulate_stereo(obs.uv, obs.u_right, self.calib)
-        world = cam @ self.T[:3, :3].T + self.T[:3, 3]
+        world = self._world_points(obs, self.T)
         if not keep_old:
             alive = set(obs.track_ids.tolist())
             self.points = {t: p for t, p in self.points.items() if t in alive}
@@ -179,8 +181,7 @@ class StereoOdometry:
             return T_new
         sm = self.smoother
         new_lms, factors = {}, []
-        cam = triangulate_stereo(obs.uv, obs.u_right, self.calib)
-        world = cam @ T_new[:3, :3].T + T_new[:3, 3]
+        world = self._world_points(obs, T_new)
         consistent = self._stereo_consistent(obs, T_new)
         for i, t in enumerate(obs.track_ids):
             if not stereo_ok[i]:
@@ -204,10 +205,11 @@ class StereoOdometry:
                     self.pending[lm] = buf
             else:
                 factors.append((k, lm, row[1], row[2], row[3]))
-        # forget pending tracks that ended
-        alive = set(self.segment[t] for t in obs.track_ids if t in self.segment)
+        # forget the tracks that ended, and their pending landmarks
+        current = set(obs.track_ids.tolist())
+        self.segment = {t: lm for t, lm in self.segment.items() if t in current}
+        alive = set(self.segment.values())
         self.pending = {lm: b for lm, b in self.pending.items() if lm in alive}
-        self.segment = {t: lm for t, lm in self.segment.items() if t in set(obs.track_ids)}
         # a keyframe without enough stereo factors (tracking loss, window restart) is tied to
         # its PnP / predicted pose by a loose prior so the system stays determinate
         prior = None if tracked and len(factors) >= 3 * self.cfg.min_inliers else 0.5
@@ -223,10 +225,6 @@ class StereoOdometry:
         self.kf_T = T_opt
         return T_opt
 
-    def trajectory(self) -> np.ndarray:
-        """(N, 4, 4) T_world_cam of every processed frame (online estimates)."""
-        return np.array([r.T_world_cam for r in self.results])
-
 
 class MonoOdometry:
     """Monocular back end on tracked observations: essential matrix between consecutive frames
@@ -238,7 +236,6 @@ class MonoOdometry:
         self.prev: Optional[Observations] = None
         self.T = np.eye(4)
         self.lost = 0
-        self.results: List[FrameResult] = []
 
     def process(self, obs: Observations) -> FrameResult:
         from hndesc_ros.vo.geometry import essential_motion
@@ -258,5 +255,4 @@ class MonoOdometry:
         self.prev = obs
         res = FrameResult(obs.index, obs.stamp, self.T.copy(), tracked, True, n_inl, len(obs),
                           {**obs.timings, 'essential': (time.perf_counter() - t0) * 1e3})
-        self.results.append(res)
         return res

@@ -46,7 +46,6 @@ class StereoFrontend:
         obs.timings['extract_left'] = (t1 - t0) * 1e3
         if fr is not None:
             obs.timings['extract_right'] = (t2 - t1) * 1e3
-        self.last_left = fl
         return obs
 
 
