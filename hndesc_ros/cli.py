@@ -8,6 +8,7 @@ import argparse
 import json
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import List, Optional
 
@@ -86,9 +87,8 @@ def cmd_eval_hpatches(args) -> int:
     names = args.methods.split(',')
     extractors = {}
     for name in names:
-        c = load_config(None, {**{f'features.{k}': v for k, v in
-                                  vars(cfg.features).items()}, 'features.extractor': name})
-        extractors[name] = _extractor(c).extract
+        from hndesc_ros.features import Extractor
+        extractors[name] = Extractor(replace(cfg.features, extractor=name)).extract
     results = {}
     for budget in ([0] + ([args.budget] if args.budget else [])):
         res = hpatches.evaluate(args.dir, extractors, budget)

@@ -7,6 +7,7 @@ with ``ros__parameters``), :func:`validate` rejects bad values naming the key.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Dict, Iterator, Tuple
@@ -121,7 +122,7 @@ def iter_params(cfg: Config) -> Iterator[Tuple[str, Any]]:
 
 def field_comment(dotted: str) -> str:
     """Return the one-line description of a config key (from the schema's source comments)."""
-    return _DESCRIPTIONS.get(dotted, dotted)
+    return _read_descriptions().get(dotted, dotted)
 
 
 def set_param(cfg: Config, dotted: str, value: Any) -> None:
@@ -231,6 +232,7 @@ def _flatten(data: Dict[str, Any], prefix: str = '') -> Iterator[Tuple[str, Any]
             yield dotted, value
 
 
+@functools.lru_cache(maxsize=1)
 def _read_descriptions() -> Dict[str, str]:
     """Parse the trailing comments of this module's dataclass fields into descriptions."""
     import inspect
@@ -243,6 +245,3 @@ def _read_descriptions() -> Dict[str, str]:
                 name = line.split(':', 1)[0].strip()
                 out[f'{sec_name}.{name}'] = line.split('#', 1)[1].strip()
     return out
-
-
-_DESCRIPTIONS = _read_descriptions()

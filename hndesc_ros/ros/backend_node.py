@@ -20,7 +20,8 @@ from std_msgs.msg import String
 from hndesc_ros.errors import HndescError
 from hndesc_ros.ros.common import DropCounter, input_qos, spin_node
 from hndesc_ros.ros.conversions import (MATCH_DTYPE, array_to_observations,
-                                        calib_from_camera_info, check_match_layout,
+                                        calib_from_camera_info, camera_info_projection,
+                                        check_match_layout,
                                         stamp_to_ns, transform_from_xyzq)
 from hndesc_ros.ros.params import declare_config
 from hndesc_ros.types import to_quat
@@ -69,7 +70,6 @@ class BackendNode(Node):
         if self.odometry is not None:
             return
         try:
-            from hndesc_ros.ros.conversions import camera_info_projection
             camera_info_projection(msg)
             self.info[side] = msg
             if self.mono or ('left' in self.info and 'right' in self.info):

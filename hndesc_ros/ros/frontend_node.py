@@ -17,7 +17,7 @@ from std_msgs.msg import String
 
 from hndesc_ros.errors import HndescError
 from hndesc_ros.ros.common import DropCounter, input_qos, spin_node
-from hndesc_ros.ros.conversions import (MATCH_FIELDS, image_to_numpy,
+from hndesc_ros.ros.conversions import (MATCH_FIELDS, camera_info_projection, image_to_numpy,
                                         numpy_to_image_fields, observations_to_array,
                                         stamp_to_ns)
 from hndesc_ros.ros.params import declare_config
@@ -64,7 +64,6 @@ class FrontendNode(Node):
     # ------------------------------------------------------------------ callbacks
     def _on_info(self, side: str, msg: CameraInfo) -> None:
         try:
-            from hndesc_ros.ros.conversions import camera_info_projection
             camera_info_projection(msg)
             self.calib[side] = msg
         except HndescError as exc:
