@@ -79,10 +79,6 @@ class Extractor:
                 raise ConfigError('features.keypoints=learned: this model has no detector head')
         self.timings: Dict[str, float] = {}
 
-    @property
-    def descriptor_dim(self) -> int:
-        return 128 if self.backend is None else self.backend.model_cfg.descriptor_dim
-
     def extract(self, image: np.ndarray) -> Features:
         """(H, W) gray or (H, W, 3) BGR uint8 image -> Features (descriptors unit rows)."""
         image = check_image(image)

@@ -130,7 +130,3 @@ class StereoSmoother:
         if not self.landmark_alive(j):
             return None
         return np.asarray(self.smoother.calculateEstimatePoint3(self.L(j)))
-
-    def pose(self, k: int) -> np.ndarray:
-        """Current estimate of keyframe k (must be alive)."""
-        return self.smoother.calculateEstimatePose3(self.X(k)).matrix()

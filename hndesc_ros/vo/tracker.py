@@ -58,10 +58,6 @@ class StereoTracker:
         self.prev_ids: Optional[np.ndarray] = None
         self.next_id = 0
 
-    def reset(self) -> None:
-        """Forget the previous frame (all tracks end)."""
-        self.prev, self.prev_ids = None, None
-
     def track(self, left: Features, right: Optional[Features], stamp: float = 0.0,
               index: int = 0) -> Observations:
         """Stereo + temporal matching for one frame -> Observations."""
