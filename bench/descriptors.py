@@ -29,20 +29,22 @@ def main():
                    help='more residual checkpoints, e.g. cpu30=runs/x/hndesc_residual.pt')
     a = p.parse_args()
     logging.basicConfig(level=logging.ERROR)
-    ex = {m: Extractor(FeatureConfig(extractor=m, max_keypoints=100000)).extract
-          for m in a.methods}
+
+    def extractor(**kw):
+        """The descriptor protocol: full-resolution SIFT keypoints, network at full size."""
+        return Extractor(FeatureConfig(**kw).at_full_resolution()).extract
+
+    ex = {m: extractor(extractor=m, max_keypoints=100000) for m in a.methods}
     for item in a.extra:
         name, ckpt = item.split('=', 1)
-        ex[name] = Extractor(FeatureConfig(extractor='residual', weights=ckpt,
-                                           max_keypoints=100000)).extract
+        ex[name] = extractor(extractor='residual', weights=ckpt, max_keypoints=100000)
     print('HPatches v_churchill, all SIFT keypoints, mutual NN:')
     print(format_table(evaluate(DATA / 'hpatches' / 'v_churchill', ex)), flush=True)
     seq = KittiSequence(DATA / 'kitti' / 'sequences' / '06')
-    ex2 = {m: Extractor(FeatureConfig(extractor=m, max_keypoints=2000)).extract
-           for m in a.methods}
+    ex2 = {m: extractor(extractor=m, max_keypoints=2000) for m in a.methods}
     for item in a.extra:
         name, ckpt = item.split('=', 1)
-        ex2[name] = Extractor(FeatureConfig(extractor='residual', weights=ckpt)).extract
+        ex2[name] = extractor(extractor='residual', weights=ckpt)
     print('\nKITTI 06, 10 stereo + 10 temporal pairs, 2000 SIFT keypoints, mutual NN, '
           'epipolar MMA:')
     print(f'{"method":<16}{"stereo@1":>9}{"stereo@3":>9}{"temp@1":>8}{"temp@3":>8}')

@@ -17,6 +17,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from hndesc_ros.config import Config, FeatureConfig  # noqa: E402
 from hndesc_ros.features.gpu import GpuStereoFrontend, topk_keypoints  # noqa: E402
 from hndesc_ros.features.matching import match_torch  # noqa: E402
 from hndesc_ros.models import load_checkpoint, shipped_weights  # noqa: E402
@@ -91,8 +92,10 @@ def main():
                          median_ms(lambda: ksift(img), max(3, a.runs // 5), cuda)))
     except ImportError:
         rows.append(('kornia SIFT on the device: kornia not installed', float('nan')))
+    cfg = Config(features=FeatureConfig(extractor=a.variant, weights=weights, device=a.device,
+                                        fp16=cuda))
     for graph in ([False, True] if cuda else [False]):
-        fe = GpuStereoFrontend(weights, h, w, a.device, fp16=cuda, graph=graph)
+        fe = GpuStereoFrontend(cfg, h, w, graph=graph)
         i = [0]
 
         def frame():

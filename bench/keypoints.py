@@ -14,7 +14,7 @@ from hndesc_ros.config import FeatureConfig, load_config  # noqa: E402
 from hndesc_ros.datasets.kitti import KittiSequence  # noqa: E402
 from hndesc_ros.eval.hpatches import evaluate_scene  # noqa: E402
 from hndesc_ros.features import Extractor  # noqa: E402
-from hndesc_ros.vo.run import run_sequence  # noqa: E402
+from hndesc_ros.runner import run_sequence  # noqa: E402
 
 DATA = Path(__file__).resolve().parent.parent.parent / 'shared' / 'data'
 COMBOS = [('sift', 'rootsift'), ('sift', 'cnn'), ('sift', 'residual'),
@@ -27,7 +27,7 @@ def main():
     print(f'{"keypoints":<10}{"descriptor":<11}{"repeat.":>8}{"MMA@3":>7}{"kpts":>7}'
           f'{"ATE 06 (m)":>12}', flush=True)
     for kp, desc in COMBOS:
-        fc = FeatureConfig(extractor=desc, keypoints=kp, max_keypoints=2000)
+        fc = FeatureConfig(extractor=desc, keypoints=kp, max_keypoints=2000).at_full_resolution()
         r = evaluate_scene(DATA / 'hpatches' / 'v_churchill', Extractor(fc).extract)
         cfg = load_config(None, {'features.extractor': desc, 'features.keypoints': kp})
         ate = run_sequence(seq, cfg)['metrics']['ate_rmse_m']

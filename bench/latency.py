@@ -38,8 +38,8 @@ def main():
     from sensor_msgs.msg import CameraInfo, Image
 
     from hndesc_ros.datasets.kitti import KittiSequence
-    from hndesc_ros.ros.common import input_qos
-    from hndesc_ros.ros.conversions import numpy_to_image_fields, stamp_to_ns
+    from hndesc_ros.ros.common import topic_qos
+    from hndesc_ros.ros.conversions import numpy_to_image, stamp_to_ns
 
     seq = KittiSequence(SEQ, count=a.frames)
     frames = [seq.frame(k) for k in range(len(seq))]
@@ -56,7 +56,7 @@ def main():
                                   str(params)], stdout=subprocess.DEVNULL)
         rclpy.init()
         node = rclpy.create_node('latency_bench')
-        qos = input_qos(a.reliable, 100)
+        qos = topic_qos(a.reliable, 100)
         pubs = {s: node.create_publisher(Image, f'{s}/image_rect', qos) for s in ('left', 'right')}
         infos = {s: node.create_publisher(CameraInfo, f'{s}/camera_info', qos)
                  for s in ('left', 'right')}
@@ -80,7 +80,7 @@ def main():
                 rclpy.spin_once(node, timeout_sec=0.005)
             ns = time.time_ns()
             for side, img in (('left', fr.left), ('right', fr.right)):
-                msg = Image(**numpy_to_image_fields(img))
+                msg = numpy_to_image(img)
                 msg.header.stamp.sec, msg.header.stamp.nanosec = ns // 10**9, ns % 10**9
                 pubs[side].publish(msg)
         end = time.time() + 30

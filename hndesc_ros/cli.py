@@ -14,8 +14,9 @@ from typing import List, Optional
 
 import numpy as np
 
-from hndesc_ros.config import EXTRACTORS, Config, load_config
-from hndesc_ros.errors import HndescError
+from hndesc_ros.config import (ALIGNMENTS, BACKENDS, EXTRACTORS, KEYPOINTS, TRAJECTORY_FORMATS,
+                               Config, load_config)
+from hndesc_ros.errors import ConfigError, HndescError
 
 LOG = logging.getLogger('hndesc-vo')
 SHARED = Path(__file__).resolve().parent.parent.parent / 'shared' / 'data'
@@ -25,8 +26,8 @@ SHARED = Path(__file__).resolve().parent.parent.parent / 'shared' / 'data'
 def _add_feature_args(p: argparse.ArgumentParser) -> None:
     p.add_argument('--config', help='YAML config (plain or ROS params file)')
     p.add_argument('--extractor', choices=EXTRACTORS)
-    p.add_argument('--keypoints', choices=['sift', 'learned'])
-    p.add_argument('--backend', choices=['auto', 'torch', 'onnxruntime', 'tensorrt'])
+    p.add_argument('--keypoints', choices=KEYPOINTS)
+    p.add_argument('--backend', choices=BACKENDS)
     p.add_argument('--weights', help='checkpoint / ONNX / engine (default: shipped model)')
     p.add_argument('--device', help='torch device, e.g. cpu or cuda')
     p.add_argument('--max-keypoints', type=int)
@@ -85,10 +86,14 @@ def cmd_eval_hpatches(args) -> int:
     from hndesc_ros.eval import hpatches
     cfg = _config(args)
     names = args.methods.split(',')
+    unknown = [n for n in names if n not in EXTRACTORS]
+    if unknown:
+        raise ConfigError(f'--methods: {", ".join(unknown)} not in {", ".join(EXTRACTORS)}')
     extractors = {}
     for name in names:
         from hndesc_ros.features import Extractor
-        extractors[name] = Extractor(replace(cfg.features, extractor=name)).extract
+        extractors[name] = Extractor(
+            replace(cfg.features, extractor=name).at_full_resolution()).extract
     results = {}
     for budget in ([0] + ([args.budget] if args.budget else [])):
         res = hpatches.evaluate(args.dir, extractors, budget)
@@ -106,7 +111,7 @@ def cmd_eval_hpatches(args) -> int:
 
 def cmd_kitti(args) -> int:
     from hndesc_ros.datasets.kitti import KittiSequence
-    from hndesc_ros.vo.run import format_metrics, run_sequence, write_outputs
+    from hndesc_ros.runner import format_metrics, run_sequence, write_outputs
     cfg = _config(args)
     seq = KittiSequence(args.sequence, args.first, args.count, color=args.color,
                         poses=args.poses, mono=args.mono)
@@ -120,8 +125,9 @@ def cmd_kitti(args) -> int:
 
 def cmd_eval_traj(args) -> int:
     from hndesc_ros.eval import trajectory as tj
-    sg, gt = tj.read_trajectory(args.gt, args.format)
-    se, est = tj.read_trajectory(args.est, args.format)
+    from hndesc_ros.datasets import poses as poses_io
+    sg, gt = poses_io.read_trajectory(args.gt, args.format)
+    se, est = poses_io.read_trajectory(args.est, args.format)
     if args.format == 'tum':
         ia, ib = tj.associate(se, sg, args.max_diff)
         est, gt = est[ia], gt[ib]
@@ -139,7 +145,7 @@ def cmd_eval_traj(args) -> int:
 
 def cmd_demo(args) -> int:
     """The most complete pipeline: VO on real KITTI 06 if present, else on synthetic data."""
-    from hndesc_ros.vo.run import format_metrics, run_sequence, write_outputs
+    from hndesc_ros.runner import format_metrics, run_sequence, write_outputs
     cfg = load_config(args.config)
     out = Path(args.out)
     seq_dir = SHARED / 'kitti' / 'sequences' / '06'
@@ -194,7 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser('eval-hpatches', help='MMA / homography accuracy on HPatches scenes')
     s.add_argument('dir')
-    s.add_argument('--methods', default='sift,rootsift,cnn,residual')
+    s.add_argument('--methods', default='sift,rootsift,cnn,residual',
+                   help=f'comma-separated extractors ({", ".join(EXTRACTORS)})')
     s.add_argument('--budget', type=int, default=1000, help='also at this many keypoints')
     s.add_argument('--out', default='outputs/hpatches')
     _add_feature_args(s)
@@ -215,8 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser('eval-traj', help='ATE / RPE / KITTI errors of two trajectory files')
     s.add_argument('--gt', required=True)
     s.add_argument('--est', required=True)
-    s.add_argument('--format', choices=['kitti', 'tum'], default='kitti')
-    s.add_argument('--align', choices=['se3', 'sim3', 'none'], default='se3')
+    s.add_argument('--format', choices=TRAJECTORY_FORMATS, default='kitti')
+    s.add_argument('--align', choices=ALIGNMENTS, default='se3')
     s.add_argument('--max-diff', type=float, default=0.01, help='TUM stamp association (s)')
     s.add_argument('--out', help='metrics JSON')
     s.set_defaults(func=cmd_eval_traj)

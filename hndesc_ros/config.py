@@ -16,16 +16,21 @@ import yaml
 
 from hndesc_ros.errors import ConfigError
 
+# The choices of the schema and of the command line (one place: config.py and the CLI use these)
 EXTRACTORS = ('residual', 'cnn', 'residual-small', 'sift', 'rootsift')
 BACKENDS = ('auto', 'torch', 'onnxruntime', 'tensorrt')
 KEYPOINTS = ('sift', 'learned')
+STEREO_METHODS = ('sift', 'descriptor', 'klt')
+TRAJECTORY_FORMATS = ('kitti', 'tum')   # trajectory files (hndesc_ros.datasets.poses)
+ALIGNMENTS = ('se3', 'sim3', 'none')    # trajectory alignment (hndesc_ros.eval.trajectory)
+BAG_STORAGES = ('mcap', 'sqlite3')      # ROS 2 bag storage plugins (hndesc_ros.datasets.bags)
 
 
 @dataclass
 class FeatureConfig:
     """Keypoints and descriptors."""
 
-    extractor: str = 'residual'        # residual | cnn | residual-small | sift | rootsift
+    extractor: str = 'residual-small'  # residual | cnn | residual-small | sift | rootsift
     keypoints: str = 'sift'            # sift | learned (detector head)
     backend: str = 'auto'              # auto | torch | onnxruntime | tensorrt
     weights: str = ''                  # checkpoint/ONNX/engine path; '' = the shipped model
@@ -40,6 +45,15 @@ class FeatureConfig:
     detection_threshold: float = 0.005  # learned keypoints: score threshold
     border: int = 8                    # learned keypoints: ignore this many border pixels
     num_threads: int = 2               # CPU threads for torch / onnxruntime
+    sift_upsample: bool = False        # SIFT's 2x-upsampled first octave (4x the cost)
+    parallel: bool = True              # SIFT || network, and left || right, in two threads
+    network_scale: float = 0.5         # the network sees the image resized by this factor
+
+    def at_full_resolution(self) -> 'FeatureConfig':
+        """This config with OpenCV's standard SIFT (2x-upsampled first octave) and the network
+        at full size: the setting of the descriptor benchmarks (HPatches protocol), as opposed
+        to the real-time VO defaults."""
+        return dataclasses.replace(self, sift_upsample=True, network_scale=1.0)
 
 
 @dataclass
@@ -51,6 +65,8 @@ class MatchingConfig:
     stereo_max_row_diff: float = 1.5   # px, rectified images
     stereo_min_disparity: float = 0.5  # px
     stereo_max_disparity: float = 250.0
+    stereo_method: str = 'sift'        # sift (right: SIFT only) | descriptor (both) | klt
+    klt_window: int = 11               # px, KLT patch size (stereo_method klt)
 
 
 @dataclass
@@ -66,13 +82,20 @@ class VOConfig:
     pixel_sigma: float = 1.0           # stereo factor noise (px)
     huber_k: float = 1.345             # robust kernel width (in sigmas)
     window_size: int = 8               # keyframes in the fixed-lag window
-    keyframe_min_translation: float = 0.0  # m; 0 = every frame is a keyframe
-    keyframe_min_tracks: int = 200
-    smoother: bool = True              # False: front end only (PnP chaining)
-    min_track_length: int = 2          # observations before a landmark enters the graph
+    keyframe_min_translation: float = 3.0  # m since the last keyframe; 0 = every frame
+    keyframe_min_rotation: float = 5.0  # deg since the last keyframe
+    keyframe_max_interval: int = 3     # frames; a keyframe at least this often
+    keyframe_track_ratio: float = 0.6  # keyframe when fewer of its tracked landmarks remain
+    keyframe_min_tracks: int = 100     # keyframe when fewer PnP inliers
+    smoother: bool = True              # False: tracking only (no GTSAM mapping)
+    async_mapping: bool = True         # mapper in a background process; False: inline, exact
+    min_track_length: int = 3          # observations before a landmark enters the graph
     stereo_gate_px: float = 3.0        # max reprojection error of a track's point (px)
     smoother_iterations: int = 0       # extra iSAM2 relinearisation steps per keyframe
     max_new_landmarks: int = 0         # cap on landmarks added per keyframe (0 = no cap)
+    search_radius_px: float = 15.0     # local-map search window around the predicted pixel
+    refine_radius_px: float = 4.0      # second search around the pixel at the PnP pose
+    map_max_age: int = 10              # frames a local-map landmark survives unseen
 
 
 @dataclass
@@ -81,7 +104,6 @@ class RosConfig:
 
     odom_frame: str = 'odom'
     base_frame: str = 'base_link'
-    camera_frame: str = 'camera_optical'
     # base_link -> camera optical frame: x y z qx qy qz qw (REP-103 optical rotation default)
     base_to_camera: Tuple[float, ...] = (0.0, 0.0, 0.0, -0.5, 0.5, -0.5, 0.5)
     reliable: bool = False             # True for bag replay; default SensorDataQoS (best effort)
@@ -101,6 +123,7 @@ class Config:
 
 
 _CHOICES = {
+    'matching.stereo_method': STEREO_METHODS,
     'features.extractor': EXTRACTORS,
     'features.backend': BACKENDS,
     'features.keypoints': KEYPOINTS,
@@ -109,6 +132,8 @@ _POSITIVE = {
     'features.max_keypoints', 'features.num_threads', 'vo.pnp_iterations', 'vo.window_size',
     'vo.pixel_sigma', 'vo.huber_k', 'vo.max_depth', 'vo.pnp_reprojection_px',
     'matching.stereo_max_disparity', 'ros.queue_size', 'vo.min_track_length', 'vo.stereo_gate_px',
+    'vo.search_radius_px', 'vo.refine_radius_px', 'vo.map_max_age', 'vo.keyframe_max_interval',
+    'matching.klt_window',
 }
 
 
@@ -176,6 +201,8 @@ def validate(cfg: Config) -> Config:
         raise ConfigError('vo.min_depth: must be < vo.max_depth')
     if len(cfg.ros.base_to_camera) != 7:
         raise ConfigError('ros.base_to_camera: expected 7 numbers x y z qx qy qz qw')
+    if not 0.1 <= cfg.features.network_scale <= 1.0:
+        raise ConfigError('features.network_scale: must be in [0.1, 1]')
     if cfg.features.contrast_threshold < 0:
         raise ConfigError('features.contrast_threshold: must be >= 0')
     return cfg

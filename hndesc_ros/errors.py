@@ -19,3 +19,7 @@ class BackendUnavailable(HndescError):
 
 class CalibrationError(HndescError):
     """Camera calibration that the pipeline cannot use (zeros, unrectified, ...)."""
+
+
+class MessageError(HndescError):
+    """A ROS message that does not have the documented layout (fields, sizes, encoding)."""

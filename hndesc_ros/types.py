@@ -6,7 +6,7 @@ centre (OpenCV convention). Poses are 4x4 homogeneous ``T_world_camera`` (camera
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Dict, Optional
 
 import numpy as np
 
@@ -132,51 +132,49 @@ class StereoFrame:
 
 
 @dataclass
-class Pose:
-    """A stamped camera pose ``T_world_camera`` (4x4 float64)."""
+class Observations:
+    """Tracked keypoints of one (stereo) frame: what the front end hands to the back end.
 
-    T: np.ndarray = field(default_factory=lambda: np.eye(4))
-    stamp: float = 0.0
+    Attributes:
+        stamp: seconds; index: frame number.
+        track_ids: (M,) int64 persistent ids: the local-map landmark a keypoint belongs to
+            (a landmark keeps its id for as long as the map holds it).
+        uv: (M, 2) float32 left pixel coordinates.
+        u_right: (M,) float32 right-image u (NaN when the point has no stereo match).
+        scores: (M,) float32 keypoint scores.
+        timings: milliseconds per stage.
+    """
 
-    @property
-    def t(self) -> np.ndarray:
-        return self.T[:3, 3]
+    stamp: float
+    index: int
+    track_ids: np.ndarray
+    uv: np.ndarray
+    u_right: np.ndarray
+    scores: np.ndarray
+    timings: Dict[str, float] = field(default_factory=dict)
 
-    @property
-    def R(self) -> np.ndarray:
-        return self.T[:3, :3]
-
-
-def make_T(R: np.ndarray, t) -> np.ndarray:
-    """4x4 homogeneous transform from a (3, 3) rotation and a (3,) translation."""
-    T = np.eye(4)
-    T[:3, :3], T[:3, 3] = R, np.asarray(t, float).ravel()
-    return T
-
-
-def to_quat(R: np.ndarray) -> np.ndarray:
-    """3x3 rotation -> (x, y, z, w) unit quaternion."""
-    m = R
-    tr = np.trace(m)
-    if tr > 0:
-        s = np.sqrt(tr + 1.0) * 2
-        q = [(m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s, s / 4]
-    elif m[0, 0] > m[1, 1] and m[0, 0] > m[2, 2]:
-        s = np.sqrt(1.0 + m[0, 0] - m[1, 1] - m[2, 2]) * 2
-        q = [s / 4, (m[0, 1] + m[1, 0]) / s, (m[0, 2] + m[2, 0]) / s, (m[2, 1] - m[1, 2]) / s]
-    elif m[1, 1] > m[2, 2]:
-        s = np.sqrt(1.0 + m[1, 1] - m[0, 0] - m[2, 2]) * 2
-        q = [(m[0, 1] + m[1, 0]) / s, s / 4, (m[1, 2] + m[2, 1]) / s, (m[0, 2] - m[2, 0]) / s]
-    else:
-        s = np.sqrt(1.0 + m[2, 2] - m[0, 0] - m[1, 1]) * 2
-        q = [(m[0, 2] + m[2, 0]) / s, (m[1, 2] + m[2, 1]) / s, s / 4, (m[1, 0] - m[0, 1]) / s]
-    q = np.array(q)
-    return q / np.linalg.norm(q)
+    def __len__(self) -> int:
+        return len(self.track_ids)
 
 
-def from_quat(q: Sequence[float]) -> np.ndarray:
-    """(x, y, z, w) -> 3x3 rotation."""
-    x, y, z, w = np.asarray(q, float) / np.linalg.norm(q)
-    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+@dataclass
+class FrameResult:
+    """What the VO reports for one frame.
+
+    Attributes:
+        index, stamp: frame number and seconds.
+        T_world_cam: (4, 4) float64 camera pose, world = first camera frame.
+        tracked: pose from PnP (False: predicted after tracking loss).
+        keyframe: the frame was handed to the mapper.
+        inliers: PnP inliers; observations: tracked keypoints in the frame.
+        timings: milliseconds per stage.
+    """
+
+    index: int
+    stamp: float
+    T_world_cam: np.ndarray
+    tracked: bool
+    keyframe: bool
+    inliers: int
+    observations: int
+    timings: Dict[str, float] = field(default_factory=dict)

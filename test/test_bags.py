@@ -1,10 +1,9 @@
-"""KITTI -> ROS 2 bag (MCAP and sqlite3) read back with rosbags; the stereo synchroniser."""
+"""KITTI -> ROS 2 bag (MCAP and sqlite3) read back with rosbags."""
 import numpy as np
 import pytest
 
 from hndesc_ros.datasets.bags import TOPICS, bag_info, read_bag, sequence_to_bag
 from hndesc_ros.datasets.kitti import KittiSequence
-from hndesc_ros.ros.sync import StereoSynchronizer
 
 
 @pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
@@ -33,17 +32,3 @@ def test_existing_bag_is_not_overwritten(tmp_path, kitti06):
     (tmp_path / 'bag').mkdir()
     with pytest.raises(HndescError, match='exists'):
         sequence_to_bag(KittiSequence(kitti06, count=1), tmp_path / 'bag')
-
-
-def test_synchroniser_exact_and_approximate():
-    s = StereoSynchronizer(0, 5)
-    assert s.push('left', 100, 'L1') == []
-    assert s.push('right', 100, 'R1') == [(100, 'L1', 'R1')]
-    s.push('left', 200, 'L2')           # its right never comes
-    s.push('left', 300, 'L3')
-    assert s.push('right', 300, 'R3') == [(300, 'L3', 'R3')]
-    assert s.dropped['left'] == 1       # L2 can never pair any more
-    a = StereoSynchronizer(10, 5)
-    a.push('left', 1000, 'L')
-    assert a.push('right', 1007, 'R') == [(1000, 'L', 'R')]
-    assert a.push('right', 2000, 'R2') == [] and a.push('left', 2020, 'L2') == []

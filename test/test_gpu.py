@@ -1,9 +1,12 @@
 """CUDA and TensorRT paths. These are the only tests skipped on machines without a GPU; they run
-on the project's GPU machine (see README, "GPU path")."""
+on the project's GPU machine (see README, "GPU path"). The GPU front end's code also runs eagerly
+on the CPU, which is tested everywhere."""
 import numpy as np
 import pytest
 import torch
 
+from hndesc_ros.config import Config, FeatureConfig, MatchingConfig
+from hndesc_ros.errors import ConfigError
 from hndesc_ros.features.extractor import prepare_input
 from hndesc_ros.features.sift import Sift
 from hndesc_ros.inference import create_backend
@@ -31,13 +34,35 @@ def test_torch_cuda_matches_onnxruntime_cpu(kitti_frame, fp16, tol):
         assert np.abs(ref[key] - got[key]).max() < tol, key
 
 
+def test_gpu_frontend_runs_eagerly_on_cpu_with_the_config(kitti_frame):
+    """The config's limits reach the device code: top-k size, disparity range, temporal NN."""
+    from hndesc_ros.features.gpu import GpuStereoFrontend
+    left = np.ascontiguousarray(kitti_frame[100:300, 200:600])
+    right = np.ascontiguousarray(np.roll(left, -5, axis=1))   # disparity 5 px everywhere
+    cfg = Config(features=FeatureConfig(extractor='cnn', device='cpu', max_keypoints=300),
+                 matching=MatchingConfig(stereo_max_disparity=40.0))
+    fe = GpuStereoFrontend(cfg, *left.shape)
+    out = fe.process(left, right)
+    assert fe.graph is None and out['xy'].shape == (2, 300, 2)
+    paired = out['stereo'] >= 0
+    assert int(paired.sum()) > 50
+    disp = out['xy'][0, paired, 0] - out['xy'][1, out['stereo'][paired], 0]
+    assert bool(((disp > 0.5) & (disp <= 40.0)).all())
+    assert bool((out['temporal'] < 0).all())              # first frame: nothing to match
+    again = fe.process(left, right)
+    assert int((again['temporal'] >= 0).sum()) > 50       # the same frame again
+    with pytest.raises(ConfigError, match='sift'):        # no network, no detector head
+        GpuStereoFrontend(Config(features=FeatureConfig(extractor='sift', device='cpu')), 8, 8)
+
+
 @cuda
 def test_gpu_frontend_graph_equals_eager(kitti_frame):
     from hndesc_ros.features.gpu import GpuStereoFrontend
     h, w = kitti_frame.shape
+    cfg = Config(features=FeatureConfig(extractor='cnn', device='cuda', fp16=True))
     outs = []
     for graph in (False, True):
-        fe = GpuStereoFrontend(str(shipped_weights('cnn')), h, w, 'cuda', fp16=True, graph=graph)
+        fe = GpuStereoFrontend(cfg, h, w, graph=graph)
         outs.append(fe.process(kitti_frame, kitti_frame[:, ::-1].copy()))
     assert torch.equal(outs[0]['xy'], outs[1]['xy'])
     assert torch.equal(outs[0]['stereo'], outs[1]['stereo'])

@@ -13,7 +13,7 @@ from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField  # noqa: E402
 
 from hndesc_ros.datasets.kitti import KittiSequence  # noqa: E402
-from hndesc_ros.ros.conversions import numpy_to_image_fields  # noqa: E402
+from hndesc_ros.ros.conversions import numpy_to_image  # noqa: E402
 
 
 @pytest.fixture(scope='module')
@@ -25,7 +25,7 @@ def ros():
 
 
 def image_msg(img, ns, encoding=None):
-    msg = Image(**numpy_to_image_fields(img))
+    msg = numpy_to_image(img)
     if encoding:
         msg.encoding = encoding
     msg.header.stamp.sec, msg.header.stamp.nanosec = ns // 10**9, ns % 10**9
@@ -63,20 +63,31 @@ class Harness:
 
 
 def test_frontend_survives_and_counts_bad_images(ros, kitti06):
-    from hndesc_ros.ros.common import input_qos
+    from hndesc_ros.ros.common import topic_qos
     from hndesc_ros.ros.frontend_node import FrontendNode
     node = FrontendNode(parameter_overrides=[
         Parameter('features.extractor', value='rootsift'),
         Parameter('features.max_keypoints', value=500), Parameter('ros.reliable', value=True)])
     h = Harness(node)
-    qos = input_qos(True, 100)
+    qos = topic_qos(True, 100)
     pub = {s: h.io.create_publisher(Image, f'{s}/image_rect', qos) for s in ('left', 'right')}
+    info = {s: h.io.create_publisher(CameraInfo, f'{s}/camera_info', qos)
+            for s in ('left', 'right')}
     got = []
     h.io.create_subscription(PointCloud2, 'features/matches', got.append, qos)
     seq = KittiSequence(kitti06, count=3)
     frames = [seq.frame(k) for k in range(3)]
     try:
         assert h.spin(lambda: pub['left'].get_subscription_count() > 0, 10)
+        assert h.spin(lambda: info['right'].get_subscription_count() > 0, 10)
+        # the tracker needs the camera model: the first pair waits for it
+        pub['left'].publish(image_msg(frames[0].left, 5 * 10**8))
+        pub['right'].publish(image_msg(frames[0].right, 5 * 10**8))
+        assert not h.spin(lambda: len(got) == 1, 1.0)
+        info['left'].publish(info_msg(seq))
+        info['right'].publish(info_msg(seq, tx=-seq.calib.fx * seq.calib.baseline))
+        assert h.spin(lambda: len(got) == 1)
+        got.clear()
 
         def send(k, ns, left=None, right=None, enc=None):
             pub['left'].publish(image_msg(frames[k].left if left is None else left, ns, enc))
@@ -106,18 +117,18 @@ def test_frontend_survives_and_counts_bad_images(ros, kitti06):
         assert counts['stamp_backwards'] == 1
         assert counts['unpaired_image'] == 1
         assert counts['bad_image'] == 3          # rgba8, mono16, size mismatch
-        assert node.frames == 4
+        assert node.frames == 5                  # the waiting pair and four good ones
     finally:
         h.close()
 
 
 def test_backend_survives_bad_camera_info_and_layout(ros, kitti06):
     from hndesc_ros.ros.backend_node import BackendNode
-    from hndesc_ros.ros.common import input_qos
+    from hndesc_ros.ros.common import topic_qos
     from hndesc_ros.ros.conversions import MATCH_FIELDS
     node = BackendNode(parameter_overrides=[Parameter('ros.reliable', value=True)])
     h = Harness(node)
-    qos = input_qos(True, 100)
+    qos = topic_qos(True, 100)
     seq = KittiSequence(kitti06, count=1)
     info = {s: h.io.create_publisher(CameraInfo, f'{s}/camera_info', qos)
             for s in ('left', 'right')}

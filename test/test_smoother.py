@@ -4,10 +4,9 @@ import cv2
 import numpy as np
 
 from hndesc_ros.config import VOConfig
-from hndesc_ros.types import StereoCalib
-from hndesc_ros.vo.geometry import make_T
+from hndesc_ros.se3 import make_T
+from hndesc_ros.types import Observations, StereoCalib
 from hndesc_ros.vo.odometry import StereoOdometry
-from hndesc_ros.vo.tracker import Observations
 
 CALIB = StereoCalib(700.0, 700.0, 600.0, 180.0, 0.54, 1200, 370)
 
@@ -41,10 +40,10 @@ def observe(pts, T, k, noise=0.0, rng=None):
 
 def test_exact_observations_recover_poses_to_1mm():
     pts, poses = scene()
-    odo = StereoOdometry(CALIB, VOConfig())
+    odo = StereoOdometry(CALIB, VOConfig(async_mapping=False))
     est = np.array([odo.process(observe(pts, T, k)).T_world_cam for k, T in enumerate(poses)])
     assert np.abs(est[:, :3, 3] - poses[:, :3, 3]).max() < 1e-3
-    assert odo.lost == 0 and odo.smoother.factors > 500
+    assert odo.lost == 0 and odo.mapper.smoother.factors > 500
 
 
 def test_smoother_beats_pnp_chaining_under_pixel_noise():
@@ -52,7 +51,10 @@ def test_smoother_beats_pnp_chaining_under_pixel_noise():
     errs = {}
     for smooth in (False, True):
         rng = np.random.default_rng(7)
-        odo = StereoOdometry(CALIB, VOConfig(smoother=smooth))
+        # every frame a keyframe, landmarks from their second observation: the dense regime
+        # in which a sliding-window smoother must beat frame-to-frame PnP on this scene
+        odo = StereoOdometry(CALIB, VOConfig(smoother=smooth, async_mapping=False,
+                                             keyframe_max_interval=1, min_track_length=2))
         est = np.array([odo.process(observe(pts, T, k, 0.5, rng)).T_world_cam
                         for k, T in enumerate(poses)])
         errs[smooth] = np.sqrt((np.linalg.norm(est[:, :3, 3] - poses[:, :3, 3], axis=1)
@@ -62,7 +64,7 @@ def test_smoother_beats_pnp_chaining_under_pixel_noise():
 
 def test_tracking_loss_is_reported_and_recovered():
     pts, poses = scene(20, 2)
-    odo = StereoOdometry(CALIB, VOConfig())
+    odo = StereoOdometry(CALIB, VOConfig(async_mapping=False))
     out = []
     for k, T in enumerate(poses):
         obs = observe(pts, T, k)
@@ -75,3 +77,25 @@ def test_tracking_loss_is_reported_and_recovered():
     est = np.array([r.T_world_cam for r in out])
     err = np.linalg.norm(est[:, :3, 3] - poses[:, :3, 3], axis=1)
     assert err[-1] < 0.2  # back on track after re-initialisation from the last good pose
+
+
+def test_background_mapper_process_gives_the_inline_keyframes():
+    """The async mapper runs the same Mapper in another process: after finish() it has refined
+    every keyframe, as the inline one did (poses may differ: updates arrive later)."""
+    pts, poses = scene(12, 3)
+    runs = {}
+    for async_mapping in (False, True):
+        odo = StereoOdometry(CALIB, VOConfig(async_mapping=async_mapping))
+        try:
+            res = [odo.process(observe(pts, T, k)) for k, T in enumerate(poses)]
+            odo.finish()
+        finally:
+            odo.close()
+        runs[async_mapping] = (res, odo.keyframe_poses)
+        if async_mapping:
+            assert odo.mapper.proc.poll() is not None  # the process has ended
+    kf_inline, kf_async = runs[False][1], runs[True][1]
+    keyframes = [r.index for r in runs[False][0] if r.keyframe]
+    assert sorted(kf_inline) == sorted(kf_async) == keyframes
+    for k in kf_inline:
+        assert np.abs(kf_async[k][:3, 3] - poses[k][:3, 3]).max() < 1e-3

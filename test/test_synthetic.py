@@ -5,7 +5,7 @@ import numpy as np
 from hndesc_ros.config import load_config
 from hndesc_ros.datasets.kitti import KittiSequence
 from hndesc_ros.datasets.synthetic import SyntheticSequence, write_kitti_layout
-from hndesc_ros.vo.run import run_sequence
+from hndesc_ros.runner import run_sequence
 
 
 def test_synthetic_stereo_is_rectified_and_textured():

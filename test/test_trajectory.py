@@ -3,8 +3,9 @@ ORB-SLAM2 / S-PTAM estimates of KITTI 00 (evo is GPL: used here only as a cross-
 import numpy as np
 import pytest
 
+from hndesc_ros.datasets import poses as poses_io
 from hndesc_ros.eval import trajectory as tj
-from hndesc_ros.vo.geometry import make_T
+from hndesc_ros.se3 import from_quat, make_T, to_quat
 
 from conftest import shared_path
 
@@ -13,14 +14,14 @@ def random_traj(n=50, seed=0):
     rng = np.random.default_rng(seed)
     poses = []
     for k in range(n):
-        R = tj.from_quat(rng.normal(size=4))
+        R = from_quat(rng.normal(size=4))
         poses.append(make_T(R, rng.normal(size=3) * 10))
     return np.array(poses)
 
 
 def test_umeyama_recovers_a_known_sim3():
     gt = random_traj()
-    R = tj.from_quat([0.1, -0.3, 0.2, 0.9])
+    R = from_quat([0.1, -0.3, 0.2, 0.9])
     est = gt.copy()
     est[:, :3, 3] = 0.5 * gt[:, :3, 3] @ R.T + [3, -1, 2]
     est[:, :3, :3] = R @ gt[:, :3, :3]
@@ -30,7 +31,7 @@ def test_umeyama_recovers_a_known_sim3():
 
 def test_quaternion_roundtrip():
     for T in random_traj(20, 3):
-        assert np.allclose(tj.from_quat(tj.to_quat(T[:3, :3])), T[:3, :3], atol=1e-9)
+        assert np.allclose(from_quat(to_quat(T[:3, :3])), T[:3, :3], atol=1e-9)
 
 
 def test_kitti_errors_undefined_for_short_runs_and_zero_for_perfect():
@@ -51,8 +52,8 @@ def test_ate_and_rpe_agree_with_evo(kitti00_files, which):
     from evo.core import metrics
     from evo.tools import file_interface
     gt_file, est_file = kitti00_files[0], kitti00_files[which]
-    _, gt = tj.read_trajectory(gt_file)
-    _, est = tj.read_trajectory(est_file)
+    _, gt = poses_io.read_trajectory(gt_file)
+    _, est = poses_io.read_trajectory(est_file)
     ours = tj.ate(est, gt, 'se3')['rmse']
     ref = file_interface.read_kitti_poses_file(str(gt_file))
     e = file_interface.read_kitti_poses_file(str(est_file))
@@ -74,9 +75,9 @@ def test_ate_and_rpe_agree_with_evo(kitti00_files, which):
 def test_file_formats_roundtrip(tmp_path):
     poses = random_traj(10)
     stamps = np.arange(10) * 0.1
-    tj.write_kitti(tmp_path / 'a.txt', poses)
-    tj.write_tum(tmp_path / 'b.txt', stamps, poses)
-    _, a = tj.read_trajectory(tmp_path / 'a.txt', 'kitti')
-    s, b = tj.read_trajectory(tmp_path / 'b.txt', 'tum')
+    poses_io.write_kitti(tmp_path / 'a.txt', poses)
+    poses_io.write_tum(tmp_path / 'b.txt', stamps, poses)
+    _, a = poses_io.read_trajectory(tmp_path / 'a.txt', 'kitti')
+    s, b = poses_io.read_trajectory(tmp_path / 'b.txt', 'tum')
     assert np.allclose(a, poses, atol=1e-6) and np.allclose(b, poses, atol=1e-6)
     assert np.allclose(s, stamps)

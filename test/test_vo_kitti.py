@@ -7,7 +7,7 @@ import numpy as np
 
 from hndesc_ros.config import load_config
 from hndesc_ros.datasets.kitti import KittiSequence
-from hndesc_ros.vo.run import run_sequence
+from hndesc_ros.runner import run_sequence
 
 
 def test_kitti_reader(kitti06):

@@ -12,8 +12,9 @@ from typing import Iterator, Optional, Tuple
 
 import numpy as np
 
+from hndesc_ros.config import BAG_STORAGES
 from hndesc_ros.errors import HndescError
-from hndesc_ros.types import to_quat
+from hndesc_ros.se3 import to_quat
 
 TOPICS = {
     'left_image': ('/left/image_rect', 'sensor_msgs/msg/Image'),
@@ -45,8 +46,8 @@ def sequence_to_bag(seq, out: str | Path, storage: str = 'mcap', start_ns: int =
     out = Path(out)
     if out.exists():
         raise HndescError(f'{out} exists; choose a new bag path')
-    if storage not in ('mcap', 'sqlite3'):
-        raise HndescError(f'storage must be mcap or sqlite3, got {storage!r}')
+    if storage not in BAG_STORAGES:
+        raise HndescError(f'storage must be {" or ".join(BAG_STORAGES)}, got {storage!r}')
     ts = _typestore()
     T = ts.types
     Time, Header = T['builtin_interfaces/msg/Time'], T['std_msgs/msg/Header']

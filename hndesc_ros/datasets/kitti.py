@@ -8,6 +8,7 @@ from typing import Iterator, Optional
 
 import numpy as np
 
+from hndesc_ros.datasets.poses import read_trajectory
 from hndesc_ros.errors import HndescError
 from hndesc_ros.features.image import read_image
 from hndesc_ros.types import StereoCalib, StereoFrame
@@ -25,16 +26,6 @@ def read_calib(path: str | Path) -> dict:
             if len(nums) == 12:
                 out[key.strip()] = np.array(nums, float).reshape(3, 4)
     return out
-
-
-def read_poses(path: str | Path) -> np.ndarray:
-    """KITTI pose file (12 numbers a line) -> (N, 4, 4) T_world_camera."""
-    rows = np.loadtxt(path, ndmin=2)
-    if rows.shape[1] != 12:
-        raise HndescError(f'{path}: expected 12 numbers per line, got {rows.shape[1]}')
-    poses = np.tile(np.eye(4), (len(rows), 1, 1))
-    poses[:, :3, :4] = rows.reshape(-1, 3, 4)
-    return poses
 
 
 class KittiSequence:
@@ -84,7 +75,7 @@ class KittiSequence:
         self.gt_path = gt_path if gt_path.is_file() else None
         self.gt = None
         if self.gt_path is not None:
-            allp = read_poses(self.gt_path)
+            _, allp = read_trajectory(self.gt_path, 'kitti')
             if len(allp) >= stop:
                 self.gt = allp[first:stop]
 

@@ -12,7 +12,8 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from hndesc_ros.types import StereoCalib, StereoFrame, make_T
+from hndesc_ros.se3 import make_T
+from hndesc_ros.types import StereoCalib, StereoFrame
 
 
 TEX = 1024           # texture resolution (pixels)

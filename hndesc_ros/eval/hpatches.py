@@ -157,10 +157,8 @@ def format_table(results: Dict[str, Dict]) -> str:
 
 def plot_mma(results: Dict[str, Dict], path: str | Path) -> Path:
     """MMA-vs-threshold plot (PNG)."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(5, 4))
+    from hndesc_ros.eval.plots import new_figure, save_figure
+    fig, ax = new_figure((5, 4))
     for name, r in results.items():
         ax.plot(THRESHOLDS, r['mma'], marker='o', label=name)
     ax.set_xlabel('threshold (px)')
@@ -168,7 +166,4 @@ def plot_mma(results: Dict[str, Dict], path: str | Path) -> Path:
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)

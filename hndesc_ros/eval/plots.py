@@ -2,10 +2,28 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Tuple
 
 import cv2
 import numpy as np
+
+
+def new_figure(figsize: Tuple[float, float]):
+    """A figure and its axes on matplotlib's non-interactive Agg backend (no display needed)."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    return plt.subplots(figsize=figsize)
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Lay out, write as PNG (100 dpi, parent folders created) and close ``fig``."""
+    import matplotlib.pyplot as plt
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
 
 
 def draw_matches(im0: np.ndarray, im1: np.ndarray, kp0: np.ndarray, kp1: np.ndarray,
@@ -38,10 +56,7 @@ def draw_matches(im0: np.ndarray, im1: np.ndarray, kp0: np.ndarray, kp1: np.ndar
 def plot_trajectories(trajs: Dict[str, np.ndarray], path: str | Path,
                       title: str = '') -> Path:
     """Top-down (x, z) plot of (N, 3) camera positions (KITTI camera frame: x right, z fwd)."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6, 5))
+    fig, ax = new_figure((6, 5))
     for name, xyz in trajs.items():
         style = 'k--' if name.lower().startswith('ground') else '-'
         ax.plot(xyz[:, 0], xyz[:, 2], style, label=name)
@@ -51,8 +66,4 @@ def plot_trajectories(trajs: Dict[str, np.ndarray], path: str | Path,
     ax.grid(alpha=0.3)
     ax.legend()
     ax.set_title(title)
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)

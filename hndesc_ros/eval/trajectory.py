@@ -1,17 +1,16 @@
 """Trajectory metrics the field uses: ATE (Umeyama SE(3)/Sim(3)), RPE, KITTI t_err / r_err.
 
-Pure numpy, no I/O besides the small readers/writers at the bottom. Poses are (N, 4, 4)
+Pure numpy, no I/O (trajectory files: :mod:`hndesc_ros.datasets.poses`). Poses are (N, 4, 4)
 T_world_cam arrays, associated one-to-one.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
 from hndesc_ros.errors import HndescError
-from hndesc_ros.types import from_quat, to_quat  # noqa: F401  (re-exported)
+from hndesc_ros.se3 import inv, rotation_angle
 
 KITTI_LENGTHS = (100, 200, 300, 400, 500, 600, 700, 800)
 
@@ -62,11 +61,11 @@ def rpe(est: np.ndarray, gt: np.ndarray, delta: int = 1) -> Dict[str, float]:
         raise HndescError(f'RPE needs more than {delta} poses')
     te, re = [], []
     for i in range(len(est) - delta):
-        de = np.linalg.inv(est[i]) @ est[i + delta]
-        dg = np.linalg.inv(gt[i]) @ gt[i + delta]
-        e = np.linalg.inv(dg) @ de
+        de = inv(est[i]) @ est[i + delta]
+        dg = inv(gt[i]) @ gt[i + delta]
+        e = inv(dg) @ de
         te.append(np.linalg.norm(e[:3, 3]))
-        re.append(np.degrees(np.arccos(np.clip((np.trace(e[:3, :3]) - 1) / 2, -1, 1))))
+        re.append(np.degrees(rotation_angle(e[:3, :3])))
     te, re = np.array(te), np.array(re)
     return {'trans_rmse': float(np.sqrt((te ** 2).mean())),
             'rot_rmse_deg': float(np.sqrt((re ** 2).mean()))}
@@ -93,11 +92,11 @@ def kitti_errors(est: np.ndarray, gt: np.ndarray, lengths: Sequence[int] = KITTI
             last = np.searchsorted(dist, dist[first] + length)
             if last >= len(gt):
                 continue
-            dg = np.linalg.inv(gt[first]) @ gt[last]
-            de = np.linalg.inv(est[first]) @ est[last]
-            e = np.linalg.inv(de) @ dg
+            dg = inv(gt[first]) @ gt[last]
+            de = inv(est[first]) @ est[last]
+            e = inv(de) @ dg
             t_errs.append(np.linalg.norm(e[:3, 3]) / length)
-            r_errs.append(np.arccos(np.clip((np.trace(e[:3, :3]) - 1) / 2, -1, 1)) / length)
+            r_errs.append(rotation_angle(e[:3, :3]) / length)
     if not t_errs:
         return None
     return {'t_err_pct': float(100 * np.mean(t_errs)),
@@ -122,49 +121,6 @@ def evaluate(est: np.ndarray, gt: np.ndarray, mode: str = 'se3') -> Dict[str, fl
 def _check(est: np.ndarray, gt: np.ndarray) -> None:
     if est.shape != gt.shape or est.ndim != 3 or est.shape[1:] != (4, 4):
         raise HndescError(f'trajectories must both be (N, 4, 4); got {est.shape} and {gt.shape}')
-
-
-# ----------------------------------------------------------------------------- file formats
-def write_kitti(path: str | Path, poses: np.ndarray) -> Path:
-    """KITTI format: 12 numbers a line (the top 3x4 of each pose)."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    np.savetxt(path, poses[:, :3, :4].reshape(-1, 12), fmt='%.9e')
-    return Path(path)
-
-
-def write_tum(path: str | Path, stamps: np.ndarray, poses: np.ndarray) -> Path:
-    """TUM format: ``stamp tx ty tz qx qy qz qw`` a line."""
-    rows = [np.r_[s, T[:3, 3], to_quat(T[:3, :3])] for s, T in zip(stamps, poses)]
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    np.savetxt(path, np.array(rows).reshape(-1, 8), fmt='%.9f')
-    return Path(path)
-
-
-def read_trajectory(path: str | Path,
-                    fmt: str = 'kitti') -> Tuple[Optional[np.ndarray], np.ndarray]:
-    """Read a KITTI or TUM file -> (stamps or None, (N, 4, 4) poses)."""
-    path = Path(path)
-    if not path.is_file():
-        raise HndescError(f'trajectory file not found: {path}')
-    try:
-        rows = np.loadtxt(path, ndmin=2, comments='#')
-    except ValueError as exc:
-        raise HndescError(f'{path}: not a numeric trajectory file ({exc})') from None
-    if fmt == 'kitti':
-        if rows.shape[1] != 12:
-            raise HndescError(f'{path}: KITTI format needs 12 numbers a line')
-        poses = np.tile(np.eye(4), (len(rows), 1, 1))
-        poses[:, :3, :4] = rows.reshape(-1, 3, 4)
-        return None, poses
-    if fmt == 'tum':
-        if rows.shape[1] != 8:
-            raise HndescError(f'{path}: TUM format needs 8 numbers a line')
-        poses = np.tile(np.eye(4), (len(rows), 1, 1))
-        for i, r in enumerate(rows):
-            poses[i, :3, :3] = from_quat(r[4:8])
-            poses[i, :3, 3] = r[1:4]
-        return rows[:, 0], poses
-    raise HndescError(f'unknown trajectory format {fmt!r} (kitti or tum)')
 
 
 def associate(stamps_a: np.ndarray, stamps_b: np.ndarray, max_diff: float = 0.01):

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 
 def select_keypoints(scores: np.ndarray, nms_radius: int = 4, threshold: float = 0.005,
@@ -25,21 +23,3 @@ def select_keypoints(scores: np.ndarray, nms_radius: int = 4, threshold: float =
     s = scores[ys, xs]
     order = np.argsort(-s, kind='stable')[:max_keypoints]
     return np.stack([xs[order], ys[order]], 1).astype(np.float32), s[order].astype(np.float32)
-
-
-def select_keypoints_torch(scores: torch.Tensor, nms_radius: int = 4, threshold: float = 0.005,
-                           border: int = 8, max_keypoints: int = 2000):
-    """Torch twin of :func:`select_keypoints` for (H, W) scores on any device."""
-    k = 2 * nms_radius + 1
-    peak = F.max_pool2d(scores[None, None], k, stride=1, padding=nms_radius)[0, 0]
-    keep = (scores >= peak) & (scores > threshold)
-    if border > 0:
-        keep[:border] = False
-        keep[-border:] = False
-        keep[:, :border] = False
-        keep[:, -border:] = False
-    ys, xs = torch.nonzero(keep, as_tuple=True)
-    s = scores[ys, xs]
-    s, order = torch.sort(s, descending=True, stable=True)
-    order = order[:max_keypoints]
-    return torch.stack([xs[order], ys[order]], 1).float(), s[:max_keypoints]

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Dict, Optional
+from concurrent.futures import ThreadPoolExecutor
+from typing import Dict, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -17,7 +18,7 @@ from hndesc_ros.config import FeatureConfig
 from hndesc_ros.errors import ConfigError
 from hndesc_ros.features.detection import select_keypoints
 from hndesc_ros.features.image import check_image, to_gray
-from hndesc_ros.features.sift import Sift, keypoints_to_features
+from hndesc_ros.features.sift import Sift
 from hndesc_ros.models.sampling import sample_dense_numpy
 from hndesc_ros.types import Features
 
@@ -40,6 +41,14 @@ def prepare_input(image: np.ndarray, in_channels: int) -> np.ndarray:
         if img.ndim == 2:
             img = img[..., None]
     return np.ascontiguousarray(img.transpose(2, 0, 1)[None], np.float32) / 255.0
+
+
+def to_network_pixels(xy: np.ndarray, scale: float) -> np.ndarray:
+    """(N, 2) pixel coordinates in an image -> the same points in that image resized by
+    ``scale`` (pixel centres at integers in both)."""
+    if scale == 1.0:
+        return xy
+    return ((xy + 0.5) * scale - 0.5).astype(np.float32)
 
 
 def resolve_weights(cfg: FeatureConfig) -> str:
@@ -69,41 +78,79 @@ class Extractor:
             raise ConfigError('features.keypoints=learned needs a network extractor '
                               '(residual, cnn, residual-small)')
         self.sift = Sift(c.max_keypoints, c.contrast_threshold, c.edge_threshold, c.upright,
-                         root=(c.extractor != 'sift'))
+                         root=(c.extractor != 'sift'), upsample=c.sift_upsample)
         self.backend = None
+        self._pool = None
         if not handcrafted:
             from hndesc_ros.inference import create_backend
             self.backend = backend or create_backend(c.backend, resolve_weights(c), c.device,
                                                      c.fp16, c.num_threads)
             if c.keypoints == 'learned' and not self.backend.model_cfg.detector:
                 raise ConfigError('features.keypoints=learned: this model has no detector head')
+            if c.parallel and c.keypoints == 'sift':
+                # SIFT (OpenCV) and the dense network (ONNX Runtime / torch) both release the
+                # GIL: on two cores they overlap; f then runs alone on the SIFT descriptors
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix='hndesc-sift')
         self.timings: Dict[str, float] = {}
+
+    @property
+    def sift_branch(self) -> bool:
+        """True when extraction also yields (Root)SIFT descriptors at its keypoints."""
+        return self.backend is None or self.backend.model_cfg.use_sift
+
+    def _timed_sift(self, gray: np.ndarray):
+        t = time.perf_counter()
+        feats = self.sift(gray)
+        return feats, (time.perf_counter() - t) * 1e3
 
     def extract(self, image: np.ndarray) -> Features:
         """(H, W) gray or (H, W, 3) BGR uint8 image -> Features (descriptors unit rows)."""
+        return self.extract_with_sift(image)[0]
+
+    def sift_features(self, image: np.ndarray) -> Features:
+        """The handcrafted part alone: SIFT keypoints with (Root)SIFT descriptors."""
+        return self.sift(to_gray(check_image(image)))
+
+    def extract_with_sift(self, image: np.ndarray) -> Tuple[Features, Optional[Features]]:
+        """Like :meth:`extract`, also returning the (Root)SIFT features at the same keypoints
+        (None for a network extractor with learned keypoints and no SIFT branch)."""
         image = check_image(image)
         gray = to_gray(image)
         t0 = time.perf_counter()
         if self.backend is None:
             feats = self.sift(gray)
             self.timings = {'keypoints': (time.perf_counter() - t0) * 1e3}
-            return feats
+            return feats, feats
         mc = self.backend.model_cfg
-        net_in = prepare_input(image, mc.in_channels)
-        if self.cfg.keypoints == 'sift':
-            kps, sift_desc = self.sift.describe(gray, self.sift.detect(gray))
-            t1 = time.perf_counter()
-            out = self.backend.run(net_in, sift_desc if mc.use_sift else None)
+        scale = self.cfg.network_scale
+        net_image = image if scale == 1.0 else cv2.resize(
+            image, (max(round(image.shape[1] * scale), 8), max(round(image.shape[0] * scale), 8)),
+            interpolation=cv2.INTER_AREA)
+        net_in = prepare_input(net_image, mc.in_channels)
+        if self.cfg.keypoints == 'sift' and self._pool is not None:
+            job = self._pool.submit(self._timed_sift, gray)
+            out = self.backend.run(net_in, None)
+            t_net = time.perf_counter()
+            base, sift_ms = job.result()
+            refined = self.backend.refine(base.descriptors) if mc.use_sift else None
             t2 = time.perf_counter()
-            base = keypoints_to_features(kps, sift_desc, gray.shape)
+            self.timings = {'keypoints': sift_ms, 'network': (t_net - t0) * 1e3,
+                            'refine': (t2 - max(t_net, t0 + sift_ms * 1e-3)) * 1e3}
+        elif self.cfg.keypoints == 'sift':
+            base = self.sift(gray)
+            t1 = time.perf_counter()
+            out = self.backend.run(net_in, base.descriptors if mc.use_sift else None)
+            t2 = time.perf_counter()
             refined = out.get('refined')
         else:
             out = self.backend.run(net_in, None, with_scores=True)
             t1 = time.perf_counter()
             h, w = gray.shape
-            xy, scores = select_keypoints(out['scores'][0, :h, :w], self.cfg.nms_radius,
+            hs, ws = net_image.shape[:2]
+            xy, scores = select_keypoints(out['scores'][0, :hs, :ws], self.cfg.nms_radius,
                                           self.cfg.detection_threshold, self.cfg.border,
                                           self.cfg.max_keypoints)
+            xy = to_network_pixels(xy, 1.0 / scale)
             n = len(xy)
             sizes = np.full(n, LEARNED_KEYPOINT_SIZE, np.float32)
             base = Features(xy, np.zeros((n, 0), np.float32), scores, sizes,
@@ -112,13 +159,17 @@ class Extractor:
             if mc.use_sift:
                 sift_desc = self.sift.describe_at(gray, xy, sizes, base.angles)
                 refined = self.backend.refine(sift_desc)
+                base = Features(xy, sift_desc, scores, sizes, base.angles, (w, h))
             t2 = time.perf_counter()
-        cnn = sample_dense_numpy(out['dense'][0], base.keypoints)
+        cnn = sample_dense_numpy(out['dense'][0], to_network_pixels(base.keypoints, scale))
         desc = cnn if refined is None else np.concatenate([cnn, refined], 1) / np.sqrt(2.0)
         t3 = time.perf_counter()
-        # SIFT keypoints come before the network, learned ones after it
-        first, second = (t1 - t0) * 1e3, (t2 - t1) * 1e3
-        kp_ms, net_ms = (first, second) if self.cfg.keypoints == 'sift' else (second, first)
-        self.timings = {'keypoints': kp_ms, 'network': net_ms, 'sampling': (t3 - t2) * 1e3}
-        return Features(base.keypoints, desc.astype(np.float32), base.scores, base.scales,
-                        base.angles, base.image_size)
+        if self._pool is None:
+            # SIFT keypoints come before the network, learned ones after it
+            first, second = (t1 - t0) * 1e3, (t2 - t1) * 1e3
+            kp_ms, net_ms = (first, second) if self.cfg.keypoints == 'sift' else (second, first)
+            self.timings = {'keypoints': kp_ms, 'network': net_ms}
+        self.timings['sampling'] = (t3 - t2) * 1e3
+        feats = Features(base.keypoints, desc.astype(np.float32), base.scores, base.scales,
+                         base.angles, base.image_size)
+        return feats, (base if base.descriptors.shape[1] else None)

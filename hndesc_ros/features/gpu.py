@@ -9,9 +9,14 @@ from __future__ import annotations
 
 from typing import Dict, Tuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from hndesc_ros.config import Config
+from hndesc_ros.errors import ConfigError
+from hndesc_ros.features.extractor import resolve_weights
+from hndesc_ros.features.matching import stereo_mask
 from hndesc_ros.models.checkpoint import load_checkpoint
 from hndesc_ros.models.sampling import sample_dense_torch
 
@@ -55,38 +60,45 @@ def masked_mutual_nn(d0: torch.Tensor, d1: torch.Tensor, mask: torch.Tensor,
 class GpuStereoFrontend:
     """Stereo frame -> (keypoints, descriptors, stereo matches, temporal matches) on the GPU.
 
+    Keypoints are always the learned ones (``features.keypoints`` is not read): only the CNN
+    branch ``h`` of the model runs, as there is no SIFT input.
+
     Args:
-        weights: checkpoint with a detector head (e.g. the shipped ``cnn`` or ``residual``;
-            only the CNN branch ``h`` is used: learned keypoints have no SIFT input).
+        cfg: ``features`` gives the model (``weights``, else the shipped ``extractor``: one with
+            a detector head, e.g. ``cnn`` or ``residual``), ``device`` ('cuda' or 'cpu'),
+            ``fp16`` (autocast, CUDA only), ``max_keypoints`` (the static top-k),
+            ``nms_radius``, ``detection_threshold`` and ``border``; ``matching`` the stereo row
+            and disparity limits and the ``max_distance`` of the mutual NN.
         height, width: image size (fixed: the CUDA graph is captured for it).
-        device: 'cuda' or 'cpu'.
-        fp16: autocast to half precision (CUDA).
         graph: capture the whole frame in a CUDA graph (CUDA only).
+    Raises:
+        ConfigError: the model has no detector head.
     """
 
-    def __init__(self, weights: str, height: int, width: int, device: str = 'cuda',
-                 fp16: bool = True, graph: bool = True, max_keypoints: int = 2000,
-                 nms_radius: int = 4, threshold: float = 0.005, max_row_diff: float = 1.5,
-                 max_disparity: float = 250.0):
-        self.device = torch.device(device)
-        self.model, _ = load_checkpoint(weights)
+    def __init__(self, cfg: Config, height: int, width: int, graph: bool = True) -> None:
+        self.features, self.matching = cfg.features, cfg.matching
+        features = cfg.features
+        self.device = torch.device(features.device)
+        self.model, _ = load_checkpoint(resolve_weights(features))
+        if not self.model.cfg.detector:
+            raise ConfigError(f'the GPU front end needs learned keypoints: model '
+                              f'{features.weights or features.extractor!r} has no detector head')
         self.model = self.model.to(self.device).eval()
         cuda = self.device.type == 'cuda'
-        self.fp16 = fp16 and cuda
+        self.fp16 = features.fp16 and cuda
         if cuda:
             self.model = self.model.to(memory_format=torch.channels_last)
             torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick kernels
         self.h, self.w = height, width
         self.hp, self.wp = (height + 7) // 8 * 8, (width + 7) // 8 * 8
-        self.k, self.nms, self.thr = max_keypoints, nms_radius, threshold
-        self.row, self.max_disp = max_row_diff, max_disparity
+        self.k = features.max_keypoints
         self.static_in = torch.zeros(2, 1, self.hp, self.wp, device=self.device)
         self.host = torch.zeros(2, height, width, dtype=torch.uint8,
                                 pin_memory=cuda)  # pinned host staging buffer
         dim = self.model.cfg.cnn_dim
         # previous left frame, kept on the device so temporal matching stays inside the graph
-        self.prev_desc = torch.zeros(max_keypoints, dim, device=self.device)
-        self.prev_valid = torch.zeros(max_keypoints, dtype=torch.bool, device=self.device)
+        self.prev_desc = torch.zeros(self.k, dim, device=self.device)
+        self.prev_valid = torch.zeros(self.k, dtype=torch.bool, device=self.device)
         self.graph = None
         self.static_out = None
         if graph and cuda:
@@ -102,15 +114,15 @@ class GpuStereoFrontend:
             dense = self.model.h.describe(feat)
             scores = self.model.h.detect(feat)
         scores = scores[:, :self.h, :self.w].float()
-        xy, sc, valid = topk_keypoints(scores, self.k, self.nms, self.thr)
+        f, m = self.features, self.matching
+        xy, sc, valid = topk_keypoints(scores, self.k, f.nms_radius, f.detection_threshold,
+                                       f.border)
         desc = sample_dense_torch(dense.float(), xy)                     # (2, k, D)
-        dy = (xy[0, :, None, 1] - xy[1, None, :, 1]).abs()
-        disp = xy[0, :, None, 0] - xy[1, None, :, 0]
-        mask = (dy <= self.row) & (disp > 0.5) & (disp <= self.max_disp) & \
-            valid[0][:, None] & valid[1][None]
-        stereo, _ = masked_mutual_nn(desc[0], desc[1], mask)
+        mask = stereo_mask(xy[0], xy[1], m.stereo_max_row_diff, m.stereo_min_disparity,
+                           m.stereo_max_disparity) & valid[0][:, None] & valid[1][None]
+        stereo, _ = masked_mutual_nn(desc[0], desc[1], mask, m.max_distance)
         tmask = valid[0][:, None] & self.prev_valid[None]
-        temporal, _ = masked_mutual_nn(desc[0], self.prev_desc, tmask)
+        temporal, _ = masked_mutual_nn(desc[0], self.prev_desc, tmask, m.max_distance)
         self.prev_desc.copy_(desc[0])
         self.prev_valid.copy_(valid[0])
         return {'xy': xy, 'scores': sc, 'valid': valid, 'desc': desc, 'stereo': stereo,
@@ -129,12 +141,11 @@ class GpuStereoFrontend:
             self.static_out = self._forward()
 
     @torch.inference_mode()
-    def process(self, left, right) -> Dict[str, torch.Tensor]:
+    def process(self, left: np.ndarray, right: np.ndarray) -> Dict[str, torch.Tensor]:
         """Two (H, W) uint8 numpy images -> dict of device tensors: ``xy`` (2, k, 2), ``scores``
         and ``valid`` (2, k), ``desc`` (2, k, D), ``stereo`` (k,) index of each left keypoint's
         right match or -1, ``temporal`` (k,) index into the previous left frame's keypoints
         or -1."""
-        import numpy as np
         self.host[0].copy_(torch.from_numpy(np.ascontiguousarray(left)))
         self.host[1].copy_(torch.from_numpy(np.ascontiguousarray(right)))
         dev = self.host.to(self.device, non_blocking=True).float().div_(255.0)

@@ -76,8 +76,11 @@ def match_torch(d0: torch.Tensor, d1: torch.Tensor, ratio: float = 1.0,
 
 def stereo_mask(kp_left: np.ndarray, kp_right: np.ndarray, max_row_diff: float = 1.5,
                 min_disparity: float = 0.5, max_disparity: float = 250.0) -> np.ndarray:
-    """(N0, N1) bool: rectified stereo candidates (same row band, disparity in range)."""
-    dy = np.abs(kp_left[:, None, 1] - kp_right[None, :, 1])
+    """(N0, N1) bool: rectified stereo candidates (same row band, disparity in range).
+
+    Works on numpy arrays and on torch tensors alike (the GPU front end uses it on the device).
+    """
+    dy = abs(kp_left[:, None, 1] - kp_right[None, :, 1])
     disp = kp_left[:, None, 0] - kp_right[None, :, 0]
     return (dy <= max_row_diff) & (disp >= min_disparity) & (disp <= max_disparity)
 

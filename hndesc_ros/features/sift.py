@@ -36,18 +36,45 @@ class Sift:
         edge_threshold: OpenCV ``edgeThreshold``.
         upright: orientation forced to 0 before describing.
         root: RootSIFT instead of L2-normalised SIFT.
+        upsample: keep OpenCV's 2x-upsampled first octave. False runs SIFT on the image
+            downsampled 2x, so OpenCV's first octave is the input resolution: about a quarter
+            of the cost, without the finest-scale keypoints. Coordinates and sizes are always
+            returned in the input image.
     """
 
     def __init__(self, max_keypoints: int = 2000, contrast_threshold: float = 0.005,
-                 edge_threshold: float = 10.0, upright: bool = False, root: bool = True):
+                 edge_threshold: float = 10.0, upright: bool = False, root: bool = True,
+                 upsample: bool = True):
         self.max_keypoints = max_keypoints
-        self.upright, self.root = upright, root
-        self.sift = cv2.SIFT_create(nfeatures=0, nOctaveLayers=OCTAVE_LAYERS,
-                                    contrastThreshold=2 * OCTAVE_LAYERS * contrast_threshold,
-                                    edgeThreshold=edge_threshold)
+        self.upright, self.root, self.upsample = upright, root, upsample
+        args = dict(nOctaveLayers=OCTAVE_LAYERS, edgeThreshold=edge_threshold,
+                    contrastThreshold=2 * OCTAVE_LAYERS * contrast_threshold)
+        self.sift = cv2.SIFT_create(nfeatures=0, **args)
+        # one pyramid for detection and description, strongest max_keypoints kept by OpenCV
+        self.sift_best = cv2.SIFT_create(nfeatures=max_keypoints, **args)
+
+    def _working_image(self, gray: np.ndarray) -> Tuple[np.ndarray, float]:
+        """The image SIFT runs on and its scale relative to the input (1 or 0.5)."""
+        if self.upsample:
+            return gray, 1.0
+        h, w = gray.shape[:2]
+        return cv2.resize(gray, (max(w // 2, 1), max(h // 2, 1)),
+                          interpolation=cv2.INTER_AREA), 0.5
+
+    @staticmethod
+    def _rescale(kps: list, scale: float) -> list:
+        if scale != 1.0:
+            for k in kps:
+                k.pt = (k.pt[0] / scale, k.pt[1] / scale)
+                k.size = k.size / scale
+        return kps
 
     def detect(self, gray: np.ndarray, mask: Optional[np.ndarray] = None) -> list:
-        """Strongest ``max_keypoints`` cv2.KeyPoints of a (H, W) uint8 image, by response."""
+        """Strongest ``max_keypoints`` cv2.KeyPoints of a (H, W) uint8 image, by response.
+
+        Keypoints of the full-resolution pyramid (``upsample`` does not apply): use this with
+        :meth:`describe` on the same image.
+        """
         kps = self.sift.detect(gray, mask)
         kps = sorted(kps, key=lambda k: -k.response)
         if self.upright:
@@ -73,9 +100,19 @@ class Sift:
         return list(kps2), (root_sift(desc) if self.root else l2_normalise(desc))
 
     def __call__(self, gray: np.ndarray) -> Features:
-        """Detect and describe -> Features (descriptors 128-D, SIFT or RootSIFT)."""
-        kps, desc = self.describe(gray, self.detect(gray))
-        return keypoints_to_features(kps, desc, gray.shape)
+        """Detect and describe -> Features (descriptors 128-D, SIFT or RootSIFT), strongest
+        first. One scale-space pyramid serves both steps (upright needs two passes: OpenCV
+        assigns orientations before describing)."""
+        work, scale = self._working_image(gray)
+        if self.upright:
+            kps, desc = self.describe(work, self.detect(work))
+        else:
+            kps, desc = self.sift_best.detectAndCompute(work, None)
+            kps, desc = list(kps), (np.zeros((0, 128), np.float32) if desc is None else desc)
+            order = np.argsort([-k.response for k in kps], kind='stable')[:self.max_keypoints]
+            kps = [kps[i] for i in order]
+            desc = root_sift(desc[order]) if self.root else l2_normalise(desc[order])
+        return keypoints_to_features(self._rescale(kps, scale), desc, gray.shape)
 
     def describe_at(self, gray: np.ndarray, xy: np.ndarray, sizes: np.ndarray,
                     angles: np.ndarray) -> np.ndarray:
@@ -84,6 +121,8 @@ class Sift:
         Used for warped keypoints in training and for learned keypoints. The OpenCV pyramid
         level is derived from the size, so a scaled keypoint is described at its own scale.
         """
+        gray, scale = self._working_image(gray)
+        xy, sizes = np.asarray(xy) * scale, np.asarray(sizes) * scale
         kps = [cv2.KeyPoint(float(x), float(y), float(max(s, 1.6)), float(a % 360), 1.0,
                             _octave_for_size(max(s, 1.6)), i)
                for i, ((x, y), s, a) in enumerate(zip(xy, sizes, angles))]

@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+from hndesc_ros.config import BAG_STORAGES, TRAJECTORY_FORMATS
+
 CONFIG_DIR = Path(__file__).resolve().parent.parent.parent / 'config'
 
 
@@ -103,7 +105,7 @@ def add_commands(sub) -> None:
     s.add_argument('--first', type=int, default=0)
     s.add_argument('--count', type=int)
     s.add_argument('--color', action='store_true', help='image_2/3 as bgr8')
-    s.add_argument('--storage', choices=['mcap', 'sqlite3'], default='mcap')
+    s.add_argument('--storage', choices=BAG_STORAGES, default='mcap')
     s.set_defaults(func=cmd_kitti2bag)
 
     s = sub.add_parser('play', help='publish a bag over DDS with its timing and /clock')
@@ -122,7 +124,7 @@ def add_commands(sub) -> None:
     s = sub.add_parser('record-odom', help='write received odometry as a trajectory file')
     s.add_argument('topic')
     s.add_argument('out')
-    s.add_argument('--format', choices=['kitti', 'tum'], default='tum')
+    s.add_argument('--format', choices=TRAJECTORY_FORMATS, default='tum')
     s.add_argument('--count', type=int, default=0, help='stop after N messages')
     s.add_argument('--idle', type=float, default=0.0, help='stop after N s without messages')
     s.add_argument('--timeout', type=float, default=0.0, help='stop after N s')

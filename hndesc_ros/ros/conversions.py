@@ -9,26 +9,41 @@ per tracked left keypoint, little endian, 20 bytes a point:
     offset 16 score     FLOAT32  keypoint score
 
 The header is the left image's header (stamp and frame id).
+
+Every message the nodes publish is assembled here, by pure functions (no node, no rclpy), so
+the nodes only subscribe, call the library and publish. Bad input raises the package's errors
+(:class:`~hndesc_ros.errors.ImageError`, :class:`~hndesc_ros.errors.CalibrationError`,
+:class:`~hndesc_ros.errors.MessageError`), all ValueErrors.
 """
 from __future__ import annotations
 
+from typing import Optional, Tuple
+
+import cv2
 import numpy as np
+from geometry_msgs.msg import Pose, PoseStamped, TransformStamped
+from nav_msgs.msg import Odometry
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
+from std_msgs.msg import Header
 
-from hndesc_ros.errors import CalibrationError, ImageError
-from hndesc_ros.types import StereoCalib, from_quat, make_T
+from hndesc_ros.errors import CalibrationError, ImageError, MessageError
+from hndesc_ros.se3 import from_xyzq, to_xyzq
+from hndesc_ros.types import Observations, StereoCalib
 
-MATCH_FIELDS = (('track_id', 0, 5), ('u', 4, 7), ('v', 8, 7), ('u_right', 12, 7),
-                ('score', 16, 7))   # (name, offset, PointField datatype: 5 INT32, 7 FLOAT32)
+MATCH_FIELDS = (('track_id', 0, PointField.INT32), ('u', 4, PointField.FLOAT32),
+                ('v', 8, PointField.FLOAT32), ('u_right', 12, PointField.FLOAT32),
+                ('score', 16, PointField.FLOAT32))   # (name, offset, PointField datatype)
 MATCH_DTYPE = np.dtype([('track_id', '<i4'), ('u', '<f4'), ('v', '<f4'), ('u_right', '<f4'),
                         ('score', '<f4')])
 SUPPORTED_ENCODINGS = ('mono8', '8UC1', 'bgr8', 'rgb8', '8UC3')
 
 
 def stamp_to_ns(stamp) -> int:
+    """builtin_interfaces/Time -> integer nanoseconds."""
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
-def image_to_numpy(msg) -> np.ndarray:
+def image_to_numpy(msg: Image) -> np.ndarray:
     """sensor_msgs/Image -> (H, W) uint8 or (H, W, 3) BGR uint8; ImageError otherwise."""
     enc = msg.encoding
     if enc not in SUPPORTED_ENCODINGS:
@@ -46,15 +61,39 @@ def image_to_numpy(msg) -> np.ndarray:
     return np.ascontiguousarray(img)
 
 
-def numpy_to_image_fields(img: np.ndarray) -> dict:
-    """(H, W) or (H, W, 3) BGR uint8 -> dict of Image fields (encoding, height, ...)."""
+def stereo_to_numpy(left: Image, right: Optional[Image]
+                    ) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """Left (and right) Image -> numpy images of one size; ImageError otherwise."""
+    lim = image_to_numpy(left)
+    rim = image_to_numpy(right) if right is not None else None
+    if rim is not None and rim.shape[:2] != lim.shape[:2]:
+        raise ImageError(f'left {lim.shape[1]}x{lim.shape[0]} and right '
+                         f'{rim.shape[1]}x{rim.shape[0]} sizes differ')
+    return lim, rim
+
+
+def numpy_to_image(img: np.ndarray, header: Optional[Header] = None) -> Image:
+    """(H, W) mono8 or (H, W, 3) BGR uint8 -> sensor_msgs/Image (default header: empty)."""
     enc = 'mono8' if img.ndim == 2 else 'bgr8'
     img = np.ascontiguousarray(img)
-    return {'encoding': enc, 'height': img.shape[0], 'width': img.shape[1],
-            'step': img.strides[0], 'is_bigendian': 0, 'data': img.tobytes()}
+    return Image(header=header if header is not None else Header(), encoding=enc,
+                 height=img.shape[0], width=img.shape[1], step=img.strides[0], is_bigendian=0,
+                 data=img.tobytes())
 
 
-def camera_info_projection(msg) -> np.ndarray:
+def debug_image(header: Header, image: np.ndarray, obs: Observations) -> Image:
+    """The tracked keypoints drawn on the left image: green with a stereo match (and a line to
+    its right u), orange without."""
+    vis = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image.copy()
+    for (u, v), ur in zip(obs.uv, obs.u_right):
+        stereo = bool(np.isfinite(ur))
+        cv2.circle(vis, (int(u), int(v)), 3, (0, 255, 0) if stereo else (0, 160, 255), 1)
+        if stereo:
+            cv2.line(vis, (int(u), int(v)), (int(ur), int(v)), (255, 128, 0), 1)
+    return numpy_to_image(vis, header)
+
+
+def camera_info_projection(msg: CameraInfo) -> np.ndarray:
     """Validate a rectified CameraInfo and return its (3, 4) P; CalibrationError otherwise."""
     P = np.asarray(msg.p, float).reshape(3, 4)
     if not np.all(np.isfinite(P)) or P[0, 0] <= 0 or P[1, 1] <= 0:
@@ -69,7 +108,8 @@ def camera_info_projection(msg) -> np.ndarray:
     return P
 
 
-def calib_from_camera_info(left, right=None) -> StereoCalib:
+def calib_from_camera_info(left: CameraInfo, right: Optional[CameraInfo] = None
+                           ) -> StereoCalib:
     """Rectified StereoCalib from left (and right) CameraInfo; baseline from right P[0, 3]."""
     P0 = camera_info_projection(left)
     P1 = camera_info_projection(right) if right is not None else None
@@ -79,7 +119,7 @@ def calib_from_camera_info(left, right=None) -> StereoCalib:
     return calib
 
 
-def observations_to_array(obs) -> np.ndarray:
+def observations_to_array(obs: Observations) -> np.ndarray:
     """Observations -> structured array with MATCH_DTYPE."""
     arr = np.zeros(len(obs), MATCH_DTYPE)
     arr['track_id'], arr['u'], arr['v'] = obs.track_ids, obs.uv[:, 0], obs.uv[:, 1]
@@ -87,23 +127,100 @@ def observations_to_array(obs) -> np.ndarray:
     return arr
 
 
-def array_to_observations(arr: np.ndarray, stamp: float, index: int = 0):
+def array_to_observations(arr: np.ndarray, stamp: float, index: int = 0) -> Observations:
     """Structured array -> Observations."""
-    from hndesc_ros.vo.tracker import Observations
     return Observations(stamp, index, arr['track_id'].astype(np.int64),
                         np.stack([arr['u'], arr['v']], 1).astype(np.float32),
                         arr['u_right'].astype(np.float32), arr['score'].astype(np.float32))
 
 
-def check_match_layout(msg) -> None:
-    """Raise ValueError unless a PointCloud2 has exactly the documented field layout."""
+def _array_to_cloud(arr: np.ndarray, fields, header: Header) -> PointCloud2:
+    """Structured array -> dense unorganised PointCloud2 with the given field layout."""
+    return PointCloud2(header=header, height=1, width=len(arr),
+                       fields=[PointField(name=n, offset=o, datatype=d, count=1)
+                               for n, o, d in fields],
+                       is_bigendian=False, point_step=arr.dtype.itemsize,
+                       row_step=arr.dtype.itemsize * len(arr), data=arr.tobytes(),
+                       is_dense=True)
+
+
+def _cloud_to_array(msg: PointCloud2, fields, dtype: np.dtype, topic: str) -> np.ndarray:
+    """PointCloud2 -> structured array; MessageError unless the layout is exactly ``fields``."""
     got = tuple((f.name, int(f.offset), int(f.datatype)) for f in msg.fields)
-    if got != MATCH_FIELDS or int(msg.point_step) != MATCH_DTYPE.itemsize or msg.is_bigendian:
-        raise ValueError(f'features/matches has an unknown field layout {got}')
+    if got != fields or int(msg.point_step) != dtype.itemsize or msg.is_bigendian:
+        raise MessageError(f'{topic} has an unknown field layout {got}')
     if len(msg.data) != int(msg.point_step) * int(msg.width) * int(msg.height):
-        raise ValueError('features/matches data size does not match width * point_step')
+        raise MessageError(f'{topic} data size does not match width * point_step')
+    return np.frombuffer(bytes(msg.data), dtype)
 
 
-def transform_from_xyzq(v) -> np.ndarray:
-    """(x y z qx qy qz qw) -> 4x4."""
-    return make_T(from_quat(v[3:7]), v[:3])
+def check_match_layout(msg: PointCloud2) -> None:
+    """Raise MessageError unless a PointCloud2 has exactly the documented field layout."""
+    _cloud_to_array(msg, MATCH_FIELDS, MATCH_DTYPE, 'features/matches')
+
+
+def observations_to_cloud(obs: Observations, header: Header) -> PointCloud2:
+    """Observations -> ``features/matches`` PointCloud2 (layout above) with ``header``."""
+    return _array_to_cloud(observations_to_array(obs), MATCH_FIELDS, header)
+
+
+def cloud_to_observations(msg: PointCloud2, index: int = 0) -> Observations:
+    """``features/matches`` PointCloud2 -> Observations stamped with the header's stamp;
+    MessageError when the layout is not the documented one."""
+    arr = _cloud_to_array(msg, MATCH_FIELDS, MATCH_DTYPE, 'features/matches')
+    return array_to_observations(arr, stamp_to_ns(msg.header.stamp) * 1e-9, index)
+
+
+LANDMARK_FIELDS = (('track_id', 0, PointField.INT32), ('x', 4, PointField.FLOAT64),
+                   ('y', 12, PointField.FLOAT64), ('z', 20, PointField.FLOAT64))
+LANDMARK_DTYPE = np.dtype([('track_id', '<i4'), ('x', '<f8'), ('y', '<f8'), ('z', '<f8')])
+
+
+def landmarks_to_cloud(ids: np.ndarray, points: np.ndarray, header: Header) -> PointCloud2:
+    """Refined landmarks -> ``backend/landmarks`` PointCloud2: ``track_id`` INT32 and x y z
+    FLOAT64 (the tracker gets the mapper's exact values) in the VO world frame (the first
+    camera frame, not odom), 28 bytes a point."""
+    arr = np.zeros(len(ids), LANDMARK_DTYPE)
+    arr['track_id'] = ids
+    if len(ids):
+        arr['x'], arr['y'], arr['z'] = np.asarray(points, float).reshape(-1, 3).T
+    return _array_to_cloud(arr, LANDMARK_FIELDS, header)
+
+
+def cloud_to_landmarks(msg: PointCloud2) -> Tuple[np.ndarray, np.ndarray]:
+    """``backend/landmarks`` PointCloud2 -> ((K,) int64 ids, (K, 3) float64 points);
+    MessageError when the layout is not the documented one."""
+    arr = _cloud_to_array(msg, LANDMARK_FIELDS, LANDMARK_DTYPE, 'backend/landmarks')
+    return (arr['track_id'].astype(np.int64),
+            np.stack([arr['x'], arr['y'], arr['z']], 1).astype(np.float64))
+
+
+def odometry_messages(stamp, T_odom_base: np.ndarray, odom_frame: str, base_frame: str
+                      ) -> Tuple[Odometry, PoseStamped, TransformStamped]:
+    """One body pose as the three messages the back end publishes.
+
+    Args:
+        stamp: builtin_interfaces/Time of the image the pose belongs to.
+        T_odom_base: (4, 4) pose of ``base_frame`` in ``odom_frame`` (REP-105).
+        odom_frame, base_frame: frame ids (header and child).
+    Returns:
+        nav_msgs/Odometry, the PoseStamped for nav_msgs/Path, and the TF TransformStamped.
+    """
+    x, y, z, qx, qy, qz, qw = (float(v) for v in to_xyzq(T_odom_base))
+    header = Header(stamp=stamp, frame_id=odom_frame)
+    odom = Odometry(header=header, child_frame_id=base_frame)
+    pose = odom.pose.pose
+    pose.position.x, pose.position.y, pose.position.z = x, y, z
+    pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w = \
+        qx, qy, qz, qw
+    tf = TransformStamped(header=header, child_frame_id=base_frame)
+    t = tf.transform.translation
+    t.x, t.y, t.z = x, y, z
+    tf.transform.rotation = pose.orientation
+    return odom, PoseStamped(header=header, pose=pose), tf
+
+
+def pose_to_matrix(pose: Pose) -> np.ndarray:
+    """geometry_msgs/Pose -> (4, 4) transform."""
+    p, q = pose.position, pose.orientation
+    return from_xyzq([p.x, p.y, p.z, q.x, q.y, q.z, q.w])

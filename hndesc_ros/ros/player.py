@@ -7,11 +7,8 @@ import importlib
 import time
 from typing import Optional
 
-import rclpy
-from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-
 from hndesc_ros.datasets.bags import read_bag
+from hndesc_ros.ros.common import ros_node, topic_qos
 
 
 def message_class(msgtype: str):
@@ -26,14 +23,10 @@ def play(bag: str, rate: float = 1.0, loop: bool = False, wait: float = 0.0,
     if rate <= 0:
         from hndesc_ros.errors import HndescError
         raise HndescError('--rate must be > 0')
-    rclpy.init()
-    node = Node('hndesc_player')
-    qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
-                     reliability=ReliabilityPolicy.RELIABLE,
-                     durability=DurabilityPolicy.VOLATILE)
+    qos = topic_qos(True, depth)
     pubs = {}
     sent = 0
-    try:
+    with ros_node('hndesc_player') as node:
         msgs = list(read_bag(bag, topics))
         for topic, msgtype, _, _ in msgs:
             if topic not in pubs:
@@ -56,7 +49,4 @@ def play(bag: str, rate: float = 1.0, loop: bool = False, wait: float = 0.0,
             if not loop:
                 break
         time.sleep(0.5)  # let reliable writers flush
-    finally:
-        node.destroy_node()
-        rclpy.shutdown()
     return sent

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import rclpy
 from nav_msgs.msg import Odometry
-from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-from hndesc_ros.eval import trajectory as tj
-from hndesc_ros.ros.conversions import stamp_to_ns, transform_from_xyzq
+from hndesc_ros.datasets import poses as poses_io
+from hndesc_ros.ros.common import ros_node, topic_qos
+from hndesc_ros.ros.conversions import pose_to_matrix, stamp_to_ns
+from hndesc_ros.se3 import base_to_camera as to_camera_frame, from_xyzq
 
 
 def record_odometry(topic: str, out: str | Path, fmt: str = 'tum', count: int = 0,
@@ -22,45 +22,36 @@ def record_odometry(topic: str, out: str | Path, fmt: str = 'tum', count: int = 
     (odom -> base_link), or converted back to the camera frame when ``base_to_camera`` is given
     (x y z qx qy qz qw), which makes them comparable with KITTI ground truth. Returns the count.
     """
-    rclpy.init()
-    node = Node('hndesc_record_odom')
     stamps, poses = [], []
     last = [time.monotonic()]
-    T_bc = transform_from_xyzq(base_to_camera) if base_to_camera is not None else None
+    T_bc = from_xyzq(base_to_camera) if base_to_camera is not None else None
 
-    def on_odom(msg: Odometry):
-        p = msg.pose.pose
-        T = transform_from_xyzq([p.position.x, p.position.y, p.position.z, p.orientation.x,
-                                 p.orientation.y, p.orientation.z, p.orientation.w])
+    def on_odom(msg: Odometry) -> None:
+        T = pose_to_matrix(msg.pose.pose)
         if T_bc is not None:
-            T = np.linalg.inv(T_bc) @ T @ T_bc
+            T = to_camera_frame(T, T_bc)
         stamps.append(stamp_to_ns(msg.header.stamp) * 1e-9)
         poses.append(T)
         last[0] = time.monotonic()
 
-    qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1000,
-                     reliability=ReliabilityPolicy.RELIABLE)
-    node.create_subscription(Odometry, topic, on_odom, qos)
-    start = time.monotonic()
-    try:
-        while rclpy.ok():
-            rclpy.spin_once(node, timeout_sec=0.1)
-            now = time.monotonic()
-            if count and len(poses) >= count:
-                break
-            if idle and poses and now - last[0] > idle:
-                break
-            if timeout and now - start > timeout:
-                break
-    except KeyboardInterrupt:
-        pass
-    finally:
-        node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+    with ros_node('hndesc_record_odom') as node:
+        node.create_subscription(Odometry, topic, on_odom, topic_qos(True, 1000))
+        start = time.monotonic()
+        try:
+            while rclpy.ok():
+                rclpy.spin_once(node, timeout_sec=0.1)
+                now = time.monotonic()
+                if count and len(poses) >= count:
+                    break
+                if idle and poses and now - last[0] > idle:
+                    break
+                if timeout and now - start > timeout:
+                    break
+        except KeyboardInterrupt:
+            pass
     P = np.array(poses).reshape(-1, 4, 4)
     if fmt == 'kitti':
-        tj.write_kitti(out, P)
+        poses_io.write_kitti(out, P)
     else:
-        tj.write_tum(out, np.array(stamps), P)
+        poses_io.write_tum(out, np.array(stamps), P)
     return len(poses)

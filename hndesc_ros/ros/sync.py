@@ -2,7 +2,10 @@
 
 Pure Python, message-agnostic: ``push('left'|'right', stamp_ns, item)`` returns the pairs that
 became complete. Exact mode pairs equal stamps; approximate mode pairs the nearest stamps within
-``tolerance_ns``. Unpaired items older than a completed pair are dropped and counted.
+``tolerance_ns``. Unpaired items older than a completed pair, the oldest item beyond
+``queue_size`` and an item replaced by a later one with the same stamp are dropped and counted.
+Pairs come out in completion order, not necessarily in stamp order: the caller checks that
+stamps increase.
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ class StereoSynchronizer:
         queue_size: unpaired items kept per side (the oldest is dropped beyond it).
     """
 
-    def __init__(self, tolerance_ns: int = 0, queue_size: int = 10):
+    def __init__(self, tolerance_ns: int = 0, queue_size: int = 10) -> None:
         self.tolerance_ns, self.queue_size = int(tolerance_ns), int(queue_size)
         self.queues: Dict[str, OrderedDict] = {'left': OrderedDict(), 'right': OrderedDict()}
         self.dropped = {'left': 0, 'right': 0}
@@ -26,6 +29,9 @@ class StereoSynchronizer:
     def push(self, side: str, stamp_ns: int, item: Any) -> List[Tuple[int, Any, Any]]:
         """Add one item; returns the completed pairs as (left stamp, left item, right item)."""
         q = self.queues[side]
+        if stamp_ns in q:  # the same stamp twice on one side: the newer item wins
+            del q[stamp_ns]
+            self.dropped[side] += 1
         q[stamp_ns] = item
         while len(q) > self.queue_size:
             q.popitem(last=False)

@@ -1,4 +1,7 @@
-"""Pose and camera geometry helpers (numpy / OpenCV): stereo triangulation, PnP, essential."""
+"""Camera geometry (numpy / OpenCV): stereo triangulation, projection, PnP, essential matrix.
+
+Rigid-transform helpers live in :mod:`hndesc_ros.se3`.
+"""
 from __future__ import annotations
 
 from typing import Optional, Tuple
@@ -6,20 +9,8 @@ from typing import Optional, Tuple
 import cv2
 import numpy as np
 
-from hndesc_ros.types import StereoCalib, make_T  # noqa: F401  (re-exported)
-
-
-def inv(T: np.ndarray) -> np.ndarray:
-    """Inverse of a 4x4 rigid transform."""
-    out = np.eye(4)
-    out[:3, :3] = T[:3, :3].T
-    out[:3, 3] = -T[:3, :3].T @ T[:3, 3]
-    return out
-
-
-def rotation_angle(R: np.ndarray) -> float:
-    """Rotation angle of a 3x3 rotation in radians."""
-    return float(np.arccos(np.clip((np.trace(R) - 1) / 2, -1.0, 1.0)))
+from hndesc_ros.se3 import make_T
+from hndesc_ros.types import StereoCalib
 
 
 def triangulate_stereo(uv_left: np.ndarray, u_right: np.ndarray,
@@ -78,6 +69,34 @@ def solve_pnp(points: np.ndarray, pixels: np.ndarray, calib: StereoCalib,
     return T, inl
 
 
+def refine_pnp(points: np.ndarray, pixels: np.ndarray, calib: StereoCalib,
+               T_cur_ref: np.ndarray, reproj_px: float = 1.5,
+               rounds: int = 2) -> Tuple[np.ndarray, np.ndarray]:
+    """Motion-only refinement (no RANSAC) from a good initial pose: Levenberg-Marquardt on the
+    points that reproject within ``reproj_px``, repeated ``rounds`` times.
+
+    Returns:
+        (refined T_cur_ref 4x4, inlier indices (M,)).
+    """
+    obj = np.ascontiguousarray(points, np.float64)
+    img = np.ascontiguousarray(pixels, np.float64)
+    T = T_cur_ref
+    inl = np.arange(len(obj))
+    for _ in range(rounds):
+        err = np.linalg.norm(project(obj, T, calib) - img, axis=1)
+        front = (obj @ T[:3, :3].T + T[:3, 3])[:, 2] > 0
+        inl = np.nonzero((err < reproj_px) & front)[0]
+        if len(inl) < 6:
+            return T, inl
+        rvec, _ = cv2.Rodrigues(T[:3, :3])
+        rvec, tvec = cv2.solvePnPRefineLM(obj[inl], img[inl], calib.K, None, rvec,
+                                          T[:3, 3].reshape(3, 1).copy())
+        T = make_T(cv2.Rodrigues(rvec)[0], tvec)
+    err = np.linalg.norm(project(obj, T, calib) - img, axis=1)
+    front = (obj @ T[:3, :3].T + T[:3, 3])[:, 2] > 0
+    return T, np.nonzero((err < reproj_px) & front)[0]
+
+
 def essential_motion(p0: np.ndarray, p1: np.ndarray, calib: StereoCalib,
                      threshold_px: float = 1.0):
     """5-point RANSAC essential matrix: (N, 2) x2 -> (T_cur_prev with unit t or None, inliers)."""
@@ -91,3 +110,12 @@ def essential_motion(p0: np.ndarray, p1: np.ndarray, calib: StereoCalib,
     if n < 8:
         return None, inl
     return make_T(R, t.ravel() / (np.linalg.norm(t) + 1e-12)), inl
+
+
+def stereo_depth_ok(uv: np.ndarray, u_right: np.ndarray, calib: StereoCalib,
+                    min_depth: float, max_depth: float) -> np.ndarray:
+    """(N,) bool: a stereo correspondence exists and its depth lies in [min_depth, max_depth]."""
+    disp = uv[:, 0] - u_right
+    ok = np.isfinite(u_right) & (disp > 0.1)
+    z = np.where(ok, calib.fx * calib.baseline / np.where(ok, disp, 1.0), np.inf)
+    return ok & (z >= min_depth) & (z <= max_depth)

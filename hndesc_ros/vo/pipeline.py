@@ -1,134 +1,159 @@
 """Whole VO pipelines: images in, poses out (no ROS).
 
-:class:`StereoVO`: Extractor -> StereoTracker -> StereoOdometry (GTSAM).
-:class:`MonoVO`: frame-to-frame essential matrix (5-point RANSAC); translation scale from
-ground truth (``gt_scale``) as in the published monocular protocol, else unit steps.
+:class:`StereoFrontend`: left image -> Features; stereo correspondences (KLT into the right
+image, or descriptors of both images); tracking against the local map -> Observations. The ROS
+front-end node runs exactly this.
+:class:`StereoVO`: StereoFrontend -> StereoOdometry (the back end, as in the ROS back-end node),
+with the mapper's refined landmarks handed back to the front end's local map.
+Monocular (``vo.mono``): the front end tracks frame to frame and
+:class:`~hndesc_ros.vo.odometry.MonoOdometry` estimates the motion.
 """
 from __future__ import annotations
 
 import logging
 import time
-from typing import Callable, Dict, Optional
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 
 from hndesc_ros.config import Config
 from hndesc_ros.features.extractor import Extractor
-from hndesc_ros.features.matching import match_numpy
-from hndesc_ros.types import Features, StereoCalib, StereoFrame
-from hndesc_ros.vo.geometry import essential_motion, inv
-from hndesc_ros.vo.odometry import FrameResult, StereoOdometry
-from hndesc_ros.vo.tracker import StereoTracker
+from hndesc_ros.features.stereo import stereo_descriptors, stereo_klt
+from hndesc_ros.features.image import to_gray
+from hndesc_ros.types import Features, FrameResult, Observations, StereoCalib, StereoFrame
+from hndesc_ros.vo.mapper import MapUpdate
+from hndesc_ros.vo.odometry import MonoOdometry, StereoOdometry
+from hndesc_ros.vo.tracker import MapTracker, TemporalTracker
 
 LOG = logging.getLogger(__name__)
 
 
 class StereoFrontend:
-    """Images -> Observations: feature extraction on both images + StereoTracker.
+    """Images -> Observations with persistent landmark ids (one call per stereo pair).
 
-    Used by :class:`StereoVO` and by the ROS front-end node (one call per stereo pair).
+    Args:
+        calib: rectified calibration (the local map projects with it).
+        cfg: the project Config; ``vo.mono`` selects the monocular front end.
+        extractor: optional shared Extractor.
     """
 
-    def __init__(self, cfg: Optional[Config] = None, extractor: Optional[Extractor] = None):
+    def __init__(self, calib: StereoCalib, cfg: Optional[Config] = None,
+                 extractor: Optional[Extractor] = None):
         self.cfg = cfg or Config()
+        self.calib = calib
         self.extractor = extractor or Extractor(self.cfg.features)
-        self.tracker = StereoTracker(self.cfg.matching)
+        self.mono = self.cfg.vo.mono
+        self.tracker = (TemporalTracker(self.cfg.matching) if self.mono
+                        else MapTracker(calib, self.cfg.matching, self.cfg.vo))
+        self.stereo_method = self.cfg.matching.stereo_method
+        if self.stereo_method == 'sift' and self.cfg.features.keypoints == 'learned' \
+                and not self.extractor.sift_branch:
+            LOG.warning('matching.stereo_method sift needs SIFT at the keypoints; this model '
+                        'has none with learned keypoints: using descriptor stereo')
+            self.stereo_method = 'descriptor'
+        # the right image is extracted while the left one is
+        self._pool = (ThreadPoolExecutor(1, thread_name_prefix='hndesc-right')
+                      if self.cfg.features.parallel and not self.mono
+                      and self.stereo_method != 'klt' else None)
+
+    def stereo_features(self, left: np.ndarray, right: Optional[np.ndarray]
+                        ) -> Tuple[Features, np.ndarray, Dict[str, float]]:
+        """Left Features and the right-image u of each keypoint (NaN: none; all NaN in mono).
+
+        ``matching.stereo_method``: ``sift`` matches the (Root)SIFT part of the left keypoints
+        with SIFT of the right image (the network runs on the left image only); ``descriptor``
+        extracts both images fully; ``klt`` tracks the left keypoints into the right image.
+        """
+        method = self.stereo_method
+        t0 = time.perf_counter()
+        right_job = None
+        if self._pool is not None and right is not None and method != 'klt':
+            fn = self.extractor.sift_features if method == 'sift' else self.extractor.extract
+            right_job = self._pool.submit(fn, right)
+        fl, sl = self.extractor.extract_with_sift(left)
+        t1 = time.perf_counter()
+        timings = {'extract_left': (t1 - t0) * 1e3}
+        u_right = np.full(len(fl), np.nan, np.float32)
+        if right is not None and not self.mono:
+            if method == 'klt':
+                u_right = stereo_klt(to_gray(left), to_gray(right), fl.keypoints,
+                                     self.cfg.matching)
+            else:
+                fn = self.extractor.sift_features if method == 'sift' else self.extractor.extract
+                fr = right_job.result() if right_job else fn(right)
+                timings['extract_right'] = (time.perf_counter() - t1) * 1e3
+                u_right = stereo_descriptors(sl if method == 'sift' else fl, fr,
+                                             self.cfg.matching)
+            timings['stereo_matching'] = (time.perf_counter() - t1) * 1e3 - \
+                timings.get('extract_right', 0.0)
+        return fl, u_right, timings
 
     def process(self, left: np.ndarray, right: Optional[np.ndarray], stamp: float = 0.0,
-                index: int = 0):
-        """(H, W) left and right (or None: mono) images -> Observations with timings (ms)."""
-        t0 = time.perf_counter()
-        fl = self.extractor.extract(left)
-        t1 = time.perf_counter()
-        fr = self.extractor.extract(right) if right is not None else None
-        t2 = time.perf_counter()
-        obs = self.tracker.track(fl, fr, stamp, index)
-        obs.timings['extract_left'] = (t1 - t0) * 1e3
-        if fr is not None:
-            obs.timings['extract_right'] = (t2 - t1) * 1e3
+                index: int = 0) -> Observations:
+        """(H, W) left and right (None in mono) images -> Observations with timings (ms)."""
+        fl, u_right, timings = self.stereo_features(left, right)
+        if self.mono:
+            obs = self.tracker.track(fl, stamp, index)
+        else:
+            obs = self.tracker.track(fl, u_right, stamp, index)
+        obs.timings.update(timings)
         return obs
+
+    def tracker_update(self, ids: np.ndarray, points: np.ndarray) -> None:
+        """Refined landmark positions ((K,) ids, (K, 3) world) from the back end's mapper."""
+        if not self.mono:
+            self.tracker.apply_map_update(ids, points)
 
 
 class StereoVO:
-    """Stereo visual odometry on rectified pairs.
+    """Visual odometry on rectified pairs (or monocular with ``vo.mono``).
 
     Args:
         calib: rectified stereo calibration.
         cfg: the project Config.
         extractor: optional shared Extractor (built from cfg.features otherwise).
+        scale_fn: monocular only: metres travelled per frame (ground-truth scale), or None.
     """
 
     def __init__(self, calib: StereoCalib, cfg: Optional[Config] = None,
-                 extractor: Optional[Extractor] = None):
+                 extractor: Optional[Extractor] = None,
+                 scale_fn: Optional[Callable[[int], float]] = None):
         self.cfg = cfg or Config()
         self.calib = calib
-        self.frontend = StereoFrontend(self.cfg, extractor)
-        self.odometry = StereoOdometry(calib, self.cfg.vo)
+        self.frontend = StereoFrontend(calib, self.cfg, extractor)
+        self.last_observations: Optional[Observations] = None
+        self.odometry = (MonoOdometry(calib, self.cfg.vo, scale_fn) if self.cfg.vo.mono
+                         else StereoOdometry(calib, self.cfg.vo))
 
     def process(self, frame: StereoFrame) -> FrameResult:
         """One stereo pair -> FrameResult (pose T_world_cam, timings in ms)."""
         obs = self.frontend.process(frame.left, frame.right, frame.stamp, frame.index)
-        return self.odometry.process(obs)
-
-
-class MonoVO:
-    """Monocular VO: essential matrix between consecutive frames.
-
-    Args:
-        calib: pinhole calibration (baseline ignored).
-        cfg: the project Config.
-        scale_fn: ``scale_fn(k)`` -> metres travelled between frame k-1 and k (ground-truth
-            scale); None for unit-length steps (evaluate with Sim(3) alignment).
-    """
-
-    def __init__(self, calib: StereoCalib, cfg: Optional[Config] = None,
-                 scale_fn: Optional[Callable[[int], float]] = None,
-                 extractor: Optional[Extractor] = None):
-        self.cfg = cfg or Config()
-        self.calib = calib
-        self.extractor = extractor or Extractor(self.cfg.features)
-        self.scale_fn = scale_fn
-        self.prev: Optional[Features] = None
-        self.T = np.eye(4)
-        self.k = 0
-        self.lost = 0
-
-    def process(self, frame: StereoFrame) -> FrameResult:
-        t0 = time.perf_counter()
-        feats = self.extractor.extract(frame.left)
-        t1 = time.perf_counter()
-        tracked, n_inl = True, 0
-        if self.prev is not None:
-            m = match_numpy(self.prev.descriptors, feats.descriptors, self.cfg.matching.ratio,
-                            self.cfg.matching.max_distance)
-            p0 = self.prev.keypoints[m.indices[:, 0]].astype(np.float64)
-            p1 = feats.keypoints[m.indices[:, 1]].astype(np.float64)
-            T_cp, inl = essential_motion(p0, p1, self.calib)
-            n_inl = len(inl)
-            if T_cp is None or n_inl < self.cfg.vo.min_inliers:
-                tracked = False
-                self.lost += 1
-                LOG.warning('frame %d: mono tracking lost (%d inliers)', frame.index, n_inl)
-            else:
-                scale = self.scale_fn(self.k) if self.scale_fn else 1.0
-                T_pc = inv(T_cp)
-                T_pc[:3, 3] *= scale
-                self.T = self.T @ T_pc
-        t2 = time.perf_counter()
-        self.prev = feats
-        res = FrameResult(frame.index, frame.stamp, self.T.copy(), tracked, True, n_inl,
-                          len(feats), {'extract_left': (t1 - t0) * 1e3,
-                                       'essential': (t2 - t1) * 1e3})
-        self.k += 1
+        self.last_observations = obs
+        res = self.odometry.process(obs)
+        for u in self.odometry.map_updates():
+            self.frontend.tracker_update(u.track_ids, u.points)
         return res
+
+    def finish(self) -> Dict[int, np.ndarray]:
+        """Wait for the mapper; returns the optimised keyframe poses by frame index."""
+        self.odometry.finish()
+        return dict(getattr(self.odometry, 'keyframe_poses', {}))
+
+    def close(self) -> None:
+        self.odometry.close()
 
 
 def summarise_timings(results) -> Dict[str, float]:
     """Median ms per stage over frames, plus front-end and back-end frames per second."""
     keys = sorted({k for r in results for k in r.timings})
     med = {k: float(np.median([r.timings.get(k, 0.0) for r in results])) for k in keys}
-    front = sum(v for k, v in med.items() if k.startswith(('extract', 'stereo', 'temporal')))
-    back = sum(v for k, v in med.items() if k in ('pnp', 'smoother', 'essential'))
+    front_keys = ('extract', 'stereo', 'map_', 'temporal')
+    front = sum(v for k, v in med.items() if k.startswith(front_keys))
+    back = sum(v for k, v in med.items() if k in ('pnp', 'mapping', 'essential'))
     med['fps_frontend'] = 1000.0 / front if front > 0 else float('inf')
     med['fps_backend'] = 1000.0 / back if back > 0 else float('inf')
     return med
+
+
+__all__ = ['MapUpdate', 'StereoFrontend', 'StereoVO', 'summarise_timings']

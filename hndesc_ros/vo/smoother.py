@@ -1,10 +1,11 @@
-"""GTSAM fixed-lag smoother over stereo keyframes and landmarks.
+"""GTSAM incremental fixed-lag smoother (iSAM2) over stereo keyframes and landmarks.
 
 Variables: poses ``x<k>`` (T_world_camera of keyframe k) and landmarks ``l<j>`` (world points).
 Factors: a prior on the first pose, ``GenericStereoFactor3D`` with Huber-robust pixel noise for
 every stereo observation, optional pose priors (re-initialisation after tracking loss).
-``BatchFixedLagSmoother`` keeps the last ``window`` keyframes and marginalises everything older,
-so the cost per frame is bounded whatever the sequence length.
+``IncrementalFixedLagSmoother`` (iSAM2 underneath) keeps the last ``window`` keyframes and
+marginalises everything older, so the cost per keyframe is bounded whatever the sequence
+length.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def _gtsam():
 
 
 class StereoSmoother:
-    """Sliding-window stereo bundle adjustment.
+    """Sliding-window stereo bundle adjustment, updated incrementally one keyframe at a time.
 
     Args:
         calib: rectified stereo calibration.
@@ -35,7 +36,7 @@ class StereoSmoother:
     """
 
     def __init__(self, calib: StereoCalib, window: int = 8, pixel_sigma: float = 1.0,
-                 huber_k: float = 1.345, iterations: int = 2):
+                 huber_k: float = 1.345, iterations: int = 0):
         gtsam = _gtsam()
         self.calib = calib
         self.window = window
@@ -124,6 +125,15 @@ class StereoSmoother:
         for j in dead:
             del self.landmark_time[j]
         return self.smoother.calculateEstimatePose3(self.X(k)).matrix()
+
+    def landmarks(self, js) -> Dict[int, np.ndarray]:
+        """Current estimates of the landmarks ``js`` still in the window (one back-substitution
+        for all of them)."""
+        alive = [j for j in js if self.landmark_alive(j)]
+        if not alive:
+            return {}
+        est = self.smoother.calculateEstimate()
+        return {j: np.asarray(est.atPoint3(self.L(j))) for j in alive}
 
     def landmark(self, j: int) -> Optional[np.ndarray]:
         """Current estimate of landmark j (world), or None once marginalised."""

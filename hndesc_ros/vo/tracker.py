@@ -1,55 +1,240 @@
-"""Front end: stereo matching and temporal matching with persistent track ids.
+"""Per-frame data association: which keypoint of this frame is which landmark.
 
-Per frame: left/right Features -> stereo matches on the rectified pair (row band, disparity
-range, mutual NN) -> temporal matches to the previous left image (mutual NN + ratio, verified by
-a fundamental-matrix RANSAC) -> :class:`Observations`, one row per tracked left keypoint.
+:class:`MapTracker` (stereo, the default): a local map of landmarks (world point, latest
+descriptor) is projected into the current left image at the constant-velocity pose prediction;
+each landmark is matched by descriptor inside a search window around its predicted pixel, the
+pose is solved by PnP-RANSAC + motion-only refinement, and unmatched keypoints with a stereo
+correspondence start new landmarks. A landmark keeps its id as long as the map holds it, so it
+collects an observation in every frame that sees it (not only in consecutive frames).
+
+:class:`TemporalTracker` (monocular): frame-to-frame mutual nearest neighbours verified by a
+fundamental-matrix RANSAC; a track keeps its id while it is matched in consecutive frames.
+
+Both return :class:`~hndesc_ros.types.Observations`, the contract with the back end.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import cv2
 import numpy as np
 
-from hndesc_ros.config import MatchingConfig
-from hndesc_ros.features.matching import match_numpy, match_stereo
-from hndesc_ros.types import Features
+from hndesc_ros.config import MatchingConfig, VOConfig
+from hndesc_ros.features.matching import match_numpy
+from hndesc_ros.se3 import inv, transform_points
+from hndesc_ros.types import Features, Observations, StereoCalib
+from hndesc_ros.vo.geometry import (refine_pnp, solve_pnp, stereo_depth_ok,
+                                    triangulate_stereo)
 
 
-@dataclass
-class Observations:
-    """Tracked keypoints of one (stereo) frame.
+class LocalMap:
+    """Landmarks the tracker matches against (struct of arrays, M rows).
 
     Attributes:
-        stamp: seconds; index: frame number.
-        track_ids: (M,) int64 persistent ids (a track keeps its id across frames).
-        uv: (M, 2) float32 left pixel coordinates.
-        u_right: (M,) float32 right-image u (NaN when the point has no stereo match).
-        scores: (M,) float32 keypoint scores.
-        timings: milliseconds per stage.
+        ids: (M,) int64 landmark ids. points: (M, 3) float64 world positions.
+        descriptors: (M, D) float32 descriptor of the latest observation.
+        last_seen: (M,) int64 frame of the latest observation. seen: (M,) int64 observations.
     """
 
-    stamp: float
-    index: int
-    track_ids: np.ndarray
-    uv: np.ndarray
-    u_right: np.ndarray
-    scores: np.ndarray
-    timings: Dict[str, float] = field(default_factory=dict)
+    def __init__(self):
+        self.ids = np.zeros(0, np.int64)
+        self.points = np.zeros((0, 3))
+        self.descriptors: Optional[np.ndarray] = None
+        self.last_seen = np.zeros(0, np.int64)
+        self.seen = np.zeros(0, np.int64)
 
     def __len__(self) -> int:
-        return len(self.track_ids)
+        return len(self.ids)
+
+    def add(self, ids: np.ndarray, points: np.ndarray, descriptors: np.ndarray,
+            frame: int) -> None:
+        """Append new landmarks."""
+        if self.descriptors is None or self.descriptors.shape[1] != descriptors.shape[1]:
+            self.__init__()
+            self.descriptors = np.zeros((0, descriptors.shape[1]), np.float32)
+        self.ids = np.r_[self.ids, ids]
+        self.points = np.r_[self.points, points]
+        self.descriptors = np.r_[self.descriptors, descriptors.astype(np.float32)]
+        self.last_seen = np.r_[self.last_seen, np.full(len(ids), frame, np.int64)]
+        self.seen = np.r_[self.seen, np.ones(len(ids), np.int64)]
+
+    def keep(self, mask: np.ndarray) -> None:
+        """Keep the rows where ``mask`` is True."""
+        self.ids, self.points = self.ids[mask], self.points[mask]
+        self.descriptors = self.descriptors[mask]
+        self.last_seen, self.seen = self.last_seen[mask], self.seen[mask]
+
+    def set_points(self, ids: np.ndarray, points: np.ndarray) -> int:
+        """Replace the positions of the landmarks in ``ids`` (refined by the mapper); ids no
+        longer in the map are ignored. Returns how many were updated."""
+        if not len(ids) or not len(self.ids):
+            return 0
+        order = np.argsort(self.ids)
+        pos = np.searchsorted(self.ids, ids, sorter=order)
+        pos = np.clip(pos, 0, len(self.ids) - 1)
+        rows = order[pos]
+        hit = self.ids[rows] == ids
+        self.points[rows[hit]] = points[hit]
+        return int(hit.sum())
 
 
-class StereoTracker:
-    """Assigns persistent track ids to left keypoints across frames.
+def match_in_windows(proj: np.ndarray, map_desc: np.ndarray, kp: np.ndarray,
+                     kp_desc: np.ndarray, radius: float, ratio: float,
+                     max_distance: float) -> Tuple[np.ndarray, np.ndarray]:
+    """Match projected landmarks to keypoints by descriptor inside square search windows.
 
-    A new track starts at every left keypoint with a stereo match that does not continue an
-    existing track; a keypoint without stereo is kept only while it continues a track. In mono
-    mode (``right`` None) every keypoint that does not continue a track starts one.
+    Only the candidate pairs inside a window are compared (a k-d tree finds them), so the cost
+    grows with the number of candidates, not with landmarks x keypoints.
+
+    Args:
+        proj: (M, 2) predicted pixels of the landmarks; map_desc: (M, D) unit descriptors.
+        kp: (N, 2) keypoints; kp_desc: (N, D) unit descriptors.
+        radius: half-size of the window (px).
+        ratio: Lowe ratio between the best and second-best candidate of a landmark.
+        max_distance: largest accepted L2 descriptor distance.
+    Returns:
+        (landmark rows (K,), keypoint rows (K,)), one-to-one.
     """
+    empty = np.zeros(0, np.int64), np.zeros(0, np.int64)
+    if not len(proj) or not len(kp):
+        return empty
+    from scipy.spatial import cKDTree
+    pairs = cKDTree(proj).sparse_distance_matrix(cKDTree(kp), radius, p=np.inf,
+                                                 output_type='ndarray')
+    if not len(pairs):
+        return empty
+    lm, ki = pairs['i'].astype(np.int64), pairs['j'].astype(np.int64)
+    sim = np.einsum('ij,ij->i', map_desc[lm], kp_desc[ki])
+    dist = np.sqrt(np.maximum(2.0 - 2.0 * sim, 0.0))
+    order = np.lexsort((dist, lm))          # by landmark, then by distance
+    lm, ki, dist = lm[order], ki[order], dist[order]
+    first = np.r_[True, lm[1:] != lm[:-1]]  # the best candidate of each landmark
+    same_next = np.r_[lm[1:] == lm[:-1], False]
+    second = np.where(same_next, np.r_[dist[1:], np.inf], np.inf)  # for the first rows
+    ok = first & (dist <= max_distance) & (dist <= ratio * second)
+    lm, ki, dist = lm[ok], ki[ok], dist[ok]
+    # one landmark per keypoint: the closest descriptor wins
+    order = np.lexsort((dist, ki))
+    lm, ki = lm[order], ki[order]
+    best = np.r_[True, ki[1:] != ki[:-1]]
+    return lm[best], ki[best]
+
+
+class MapTracker:
+    """Stereo tracking against a local map (see the module docstring).
+
+    Args:
+        calib: rectified stereo calibration.
+        matching: ratio and distance thresholds of the descriptor matching.
+        vo: PnP thresholds, search radius, depth range, map ageing.
+    """
+
+    def __init__(self, calib: StereoCalib, matching: Optional[MatchingConfig] = None,
+                 vo: Optional[VOConfig] = None):
+        self.calib = calib
+        self.mcfg, self.cfg = matching or MatchingConfig(), vo or VOConfig()
+        self.map = LocalMap()
+        self.T = np.eye(4)            # T_world_cam of the latest frame
+        self.velocity = np.eye(4)     # T_prev_cur of the latest motion
+        self.next_id = 0
+        self.frames = 0
+        self.lost = 0
+
+    def apply_map_update(self, ids: np.ndarray, points: np.ndarray) -> int:
+        """Landmark positions refined by the mapper (world frame)."""
+        return self.map.set_points(np.asarray(ids, np.int64), np.asarray(points, float))
+
+    def _project(self, T_world_cam: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """Map rows in front of the camera and inside the image -> (rows, (K, 2) pixels)."""
+        c = self.calib
+        pc = transform_points(inv(T_world_cam), self.map.points)
+        z = pc[:, 2]
+        front = z > self.cfg.min_depth
+        uv = np.full((len(pc), 2), -1e9)
+        uv[front, 0] = c.fx * pc[front, 0] / z[front] + c.cx
+        uv[front, 1] = c.fy * pc[front, 1] / z[front] + c.cy
+        w, h = (c.width or 1e9), (c.height or 1e9)
+        inside = front & (uv[:, 0] >= 0) & (uv[:, 0] < w) & (uv[:, 1] >= 0) & (uv[:, 1] < h)
+        rows = np.nonzero(inside)[0]
+        return rows, uv[rows]
+
+    def _associate(self, feats: Features, T_guess: np.ndarray,
+                   radius: float) -> Tuple[np.ndarray, np.ndarray]:
+        rows, proj = self._project(T_guess)
+        lm, kp = match_in_windows(proj, self.map.descriptors[rows], feats.keypoints,
+                                  feats.descriptors, radius, self.mcfg.ratio,
+                                  self.mcfg.max_distance)
+        return rows[lm], kp
+
+    def track(self, feats: Features, u_right: np.ndarray, stamp: float = 0.0,
+              index: int = 0) -> Observations:
+        """One frame: left Features and (N,) right u of each keypoint (NaN: no stereo).
+
+        Returns:
+            Observations: matched landmarks (PnP inliers) and the new landmarks started here.
+        """
+        t0 = time.perf_counter()
+        c = self.cfg
+        n = len(feats)
+        guess = self.T @ self.velocity
+        ids = np.full(n, -1, np.int64)
+        T_new, tracked = guess, self.frames == 0
+        if self.frames == 0:
+            T_new = np.eye(4)
+        elif len(self.map) and n:
+            # wide search at the prediction (wider while the motion is unknown), PnP, then a
+            # narrow search at the estimated pose to collect every landmark it explains
+            wide = c.search_radius_px * (3.0 if self.frames == 1 else 1.0)
+            rows, kp = self._associate(feats, guess, wide)
+            T_cw = None
+            if len(rows) >= c.min_inliers:
+                T_cw, inl = solve_pnp(self.map.points[rows], feats.keypoints[kp], self.calib,
+                                      inv(guess), c.pnp_reprojection_px, c.pnp_iterations)
+            if T_cw is not None and len(inl) >= c.min_inliers:
+                rows, kp = self._associate(feats, inv(T_cw), c.refine_radius_px)
+                T_ref, inl = refine_pnp(self.map.points[rows], feats.keypoints[kp], self.calib,
+                                        T_cw, c.pnp_reprojection_px)
+                if len(inl) >= c.min_inliers:
+                    T_cw, tracked = T_ref, True
+                    rows, kp = rows[inl], kp[inl]
+            if tracked:
+                T_new = inv(T_cw)
+                ids[kp] = self.map.ids[rows]
+                self.map.descriptors[rows] = feats.descriptors[kp]
+                self.map.last_seen[rows] = self.frames
+                self.map.seen[rows] += 1
+        if not tracked:
+            self.lost += 1
+        t1 = time.perf_counter()
+        # new landmarks: unmatched keypoints with a usable stereo depth
+        stereo_ok = stereo_depth_ok(feats.keypoints, u_right, self.calib, c.min_depth,
+                                    c.max_depth)
+        new = (ids < 0) & stereo_ok
+        k = int(new.sum())
+        if k:
+            ids[new] = np.arange(self.next_id, self.next_id + k)
+            self.next_id += k
+            cam = triangulate_stereo(feats.keypoints[new], u_right[new], self.calib)
+            self.map.add(ids[new], transform_points(T_new, cam), feats.descriptors[new],
+                         self.frames)
+        # forget landmarks unseen for too long or behind the camera
+        if self.frames:
+            self.velocity = inv(self.T) @ T_new if tracked else self.velocity
+        self.T = T_new
+        alive = self.frames - self.map.last_seen <= c.map_max_age
+        self.map.keep(alive)
+        self.frames += 1
+        keep = ids >= 0
+        return Observations(stamp, index, ids[keep], feats.keypoints[keep], u_right[keep],
+                            feats.scores[keep],
+                            {'map_matching': (t1 - t0) * 1e3,
+                             'map_update': (time.perf_counter() - t1) * 1e3})
+
+
+class TemporalTracker:
+    """Frame-to-frame tracks for the monocular front end: every keypoint that does not continue
+    a track starts one (mutual NN + ratio, verified by a fundamental-matrix RANSAC)."""
 
     def __init__(self, matching: Optional[MatchingConfig] = None, f_ransac_px: float = 1.0):
         self.cfg = matching or MatchingConfig()
@@ -58,38 +243,41 @@ class StereoTracker:
         self.prev_ids: Optional[np.ndarray] = None
         self.next_id = 0
 
-    def track(self, left: Features, right: Optional[Features], stamp: float = 0.0,
-              index: int = 0) -> Observations:
-        """Stereo + temporal matching for one frame -> Observations."""
+    def track(self, feats: Features, stamp: float = 0.0, index: int = 0) -> Observations:
+        """Temporal matching for one image -> Observations (u_right all NaN)."""
         t0 = time.perf_counter()
-        n = len(left)
-        u_right = np.full(n, np.nan, np.float32)
-        if right is not None and n and len(right):
-            sm = match_stereo(left, right, self.cfg)
-            u_right[sm.indices[:, 0]] = right.keypoints[sm.indices[:, 1], 0]
-        t1 = time.perf_counter()
+        n = len(feats)
         ids = np.full(n, -1, np.int64)
         if self.prev is not None and n and len(self.prev):
-            tm = match_numpy(self.prev.descriptors, left.descriptors, self.cfg.ratio,
-                             self.cfg.max_distance)
-            tm_idx = tm.indices
-            if len(tm_idx) >= 8:
-                p0 = self.prev.keypoints[tm_idx[:, 0]]
-                p1 = left.keypoints[tm_idx[:, 1]]
-                _, mask = cv2.findFundamentalMat(p0, p1, cv2.FM_RANSAC, self.f_ransac_px, 0.999)
+            tm = match_numpy(self.prev.descriptors, feats.descriptors, self.cfg.ratio,
+                             self.cfg.max_distance).indices
+            if len(tm) >= 8:
+                _, mask = cv2.findFundamentalMat(self.prev.keypoints[tm[:, 0]],
+                                                 feats.keypoints[tm[:, 1]], cv2.FM_RANSAC,
+                                                 self.f_ransac_px, 0.999)
                 if mask is not None:
-                    tm_idx = tm_idx[mask.ravel() > 0]
-            prev_ids = self.prev_ids[tm_idx[:, 0]]
-            has = prev_ids >= 0
-            ids[tm_idx[has, 1]] = prev_ids[has]
-        new = (ids < 0) & (np.isfinite(u_right) if right is not None else True)
+                    tm = tm[mask.ravel() > 0]
+            ids[tm[:, 1]] = self.prev_ids[tm[:, 0]]
+        new = ids < 0
         ids[new] = np.arange(self.next_id, self.next_id + int(new.sum()))
         self.next_id += int(new.sum())
-        t2 = time.perf_counter()
         if n:  # a blank frame keeps the previous one as the reference for the next frame
-            self.prev, self.prev_ids = left, ids
-        keep = ids >= 0
-        return Observations(stamp, index, ids[keep], left.keypoints[keep], u_right[keep],
-                            left.scores[keep],
-                            {'stereo_matching': (t1 - t0) * 1e3,
-                             'temporal_matching': (t2 - t1) * 1e3})
+            self.prev, self.prev_ids = feats, ids
+        return Observations(stamp, index, ids, feats.keypoints, np.full(n, np.nan, np.float32),
+                            feats.scores, {'temporal_matching': (time.perf_counter() - t0) * 1e3})
+
+
+def observation_stats(seen) -> Dict[str, float]:
+    """Landmark statistics of a run from ``[(frame, (M,) ids), ...]``: mean observations per
+    landmark and mean track length (frames from first to last observation, inclusive)."""
+    if not seen:
+        return {'landmarks': 0, 'obs_per_landmark': 0.0, 'track_length': 0.0}
+    frames = np.concatenate([np.full(len(ids), k) for k, ids in seen])
+    ids = np.concatenate([np.asarray(ids, np.int64) for _, ids in seen])
+    uniq, inv_idx, counts = np.unique(ids, return_inverse=True, return_counts=True)
+    first = np.full(len(uniq), np.iinfo(np.int64).max)
+    last = np.full(len(uniq), -1)
+    np.minimum.at(first, inv_idx, frames)
+    np.maximum.at(last, inv_idx, frames)
+    return {'landmarks': int(len(uniq)), 'obs_per_landmark': float(counts.mean()),
+            'track_length': float((last - first + 1).mean())}

@@ -9,14 +9,17 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Dict, Optional
 
 import numpy as np
 
 from hndesc_ros.config import Config, to_dict
+from hndesc_ros.datasets import poses as poses_io
 from hndesc_ros.eval import trajectory as tj
-from hndesc_ros.vo.pipeline import MonoVO, StereoVO, summarise_timings
+from hndesc_ros.vo.pipeline import StereoVO, summarise_timings
+from hndesc_ros.vo.tracker import observation_stats
 
 LOG = logging.getLogger(__name__)
 
@@ -25,26 +28,30 @@ def run_sequence(seq, cfg: Config, mono: bool = False, gt_scale: bool = False,
                  progress: bool = False, extractor=None) -> Dict:
     """Process every frame; returns {'poses', 'stamps', 'results', 'metrics'}."""
     gt = seq.gt_relative()
+    scale_fn = None
     if mono:
-        scale_fn = None
+        cfg = replace(cfg, vo=replace(cfg.vo, mono=True))
         if gt_scale:
             if gt is None:
                 from hndesc_ros.errors import HndescError
                 raise HndescError('--gt-scale needs ground-truth poses')
             steps = np.r_[0, np.linalg.norm(np.diff(gt[:, :3, 3], axis=0), axis=1)]
             scale_fn = steps.__getitem__
-        vo = MonoVO(seq.calib, cfg, scale_fn, extractor)
-    else:
-        vo = StereoVO(seq.calib, cfg, extractor)
+    vo = StereoVO(seq.calib, cfg, extractor, scale_fn)
     frames = range(len(seq))
     if progress:
         from tqdm import tqdm
         frames = tqdm(frames, desc='VO', unit='frame', dynamic_ncols=True)
-    results = []
+    results, seen = [], []
     t0 = time.perf_counter()
-    for k in frames:
-        results.append(vo.process(seq.frame(k)))
-    wall = time.perf_counter() - t0
+    try:
+        for k in frames:
+            results.append(vo.process(seq.frame(k)))
+            seen.append((k, vo.last_observations.track_ids))
+        vo.finish()  # the background mapper's last keyframes count in the wall time
+        wall = time.perf_counter() - t0
+    finally:
+        vo.close()
     poses = np.array([r.T_world_cam for r in results])
     metrics = {'frames': len(results), 'frames_tracked': int(sum(r.tracked for r in results)),
                'tracking_lost': int(sum(not r.tracked for r in results[1:])),
@@ -55,6 +62,7 @@ def run_sequence(seq, cfg: Config, mono: bool = False, gt_scale: bool = False,
     timing = summarise_timings(results)
     metrics.update(fps_frontend=timing.pop('fps_frontend'), fps_backend=timing.pop('fps_backend'))
     metrics['ms_per_stage'] = timing
+    metrics.update(observation_stats(seen))
     if gt is not None:
         align = 'sim3' if (mono and not gt_scale) else 'se3'
         metrics.update(tj.evaluate(poses, gt, align))
@@ -66,11 +74,11 @@ def write_outputs(run: Dict, out: str | Path, cfg: Config, title: str = '') -> D
     """Trajectory (KITTI + TUM), metrics JSON, top-down plot. Returns the paths."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {'kitti': tj.write_kitti(out / 'trajectory_kitti.txt', run['poses']),
-             'tum': tj.write_tum(out / 'trajectory_tum.txt', run['stamps'], run['poses'])}
+    paths = {'kitti': poses_io.write_kitti(out / 'trajectory_kitti.txt', run['poses']),
+             'tum': poses_io.write_tum(out / 'trajectory_tum.txt', run['stamps'], run['poses'])}
     if run['gt'] is not None:
-        paths['gt_kitti'] = tj.write_kitti(out / 'groundtruth_kitti.txt', run['gt'])
-        paths['gt_tum'] = tj.write_tum(out / 'groundtruth_tum.txt', run['stamps'], run['gt'])
+        paths['gt_kitti'] = poses_io.write_kitti(out / 'groundtruth_kitti.txt', run['gt'])
+        paths['gt_tum'] = poses_io.write_tum(out / 'groundtruth_tum.txt', run['stamps'], run['gt'])
     metrics = dict(run['metrics'], config=to_dict(cfg))
     paths['metrics'] = out / 'metrics.json'
     paths['metrics'].write_text(json.dumps(metrics, indent=1))

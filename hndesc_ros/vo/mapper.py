@@ -1,0 +1,270 @@
+"""Mapping: keyframes, their landmark observations and new landmarks into the GTSAM fixed-lag
+smoother; refined landmark positions and keyframe poses come back as :class:`MapUpdate`.
+
+:class:`Mapper` is the mapping step itself (deterministic, in the caller's thread).
+:class:`AsyncMapper` runs the same :class:`Mapper` in a background *process*: GTSAM's Python
+bindings hold the GIL while they optimise, so a thread would stall the tracker, and on two cores
+a process lets tracking and mapping run at the same time. Both offer ``submit`` / ``poll`` /
+``flush`` / ``close``; :func:`make_mapper` picks one from ``vo.async_mapping``.
+"""
+from __future__ import annotations
+
+import logging
+import pickle
+import queue
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from hndesc_ros.config import VOConfig
+from hndesc_ros.types import StereoCalib
+from hndesc_ros.vo.geometry import triangulate_stereo
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass
+class Keyframe:
+    """A keyframe handed to the mapper.
+
+    Attributes:
+        index: frame index; T_world_cam: (4, 4) pose from tracking (the initial guess).
+        track_ids: (M,) int64; uv: (M, 2); u_right: (M,) NaN without stereo.
+        stereo_ok: (M,) bool, usable stereo depth.
+        restart: (M,) bool, start a new landmark for this id (PnP outlier, inconsistent with
+            its landmark, or the frame was not tracked).
+        tracked: the pose came from PnP (False: prediction after tracking loss).
+    """
+
+    index: int
+    T_world_cam: np.ndarray
+    track_ids: np.ndarray
+    uv: np.ndarray
+    u_right: np.ndarray
+    stereo_ok: np.ndarray
+    restart: np.ndarray
+    tracked: bool
+
+
+@dataclass
+class MapUpdate:
+    """What the mapper returns for one keyframe.
+
+    Attributes:
+        index: frame index of the keyframe; T_world_cam: (4, 4) its optimised pose.
+        track_ids: (K,) int64 ids whose landmark is in the window; points: (K, 3) world.
+    """
+
+    index: int
+    T_world_cam: np.ndarray
+    track_ids: np.ndarray
+    points: np.ndarray
+
+
+class Mapper:
+    """Keyframes -> GTSAM fixed-lag smoother (:class:`~hndesc_ros.vo.smoother.StereoSmoother`).
+
+    A track id maps to a smoother landmark (a *segment*); the landmark enters the graph once it
+    has ``vo.min_track_length`` stereo observations in live keyframes, and a new segment starts
+    when the front end flags the observation (``restart``) or the old landmark has left the
+    window.
+    """
+
+    def __init__(self, calib: StereoCalib, cfg: Optional[VOConfig] = None):
+        self.calib, self.cfg = calib, cfg or VOConfig()
+        self._done: List[MapUpdate] = []
+        self._reset()
+
+    def _reset(self) -> None:
+        from hndesc_ros.vo.smoother import StereoSmoother
+        c = self.cfg
+        self.smoother = StereoSmoother(self.calib, c.window_size, c.pixel_sigma, c.huber_k,
+                                       c.smoother_iterations)
+        self.segment: Dict[int, int] = {}   # track id -> landmark id in the smoother
+        self.pending: Dict[int, List] = {}  # landmark id -> [(kf, ul, ur, v, world point)]
+        self.next_landmark = 0
+        self.kf = -1
+
+    def add_keyframe(self, kf: Keyframe) -> MapUpdate:
+        """Insert one keyframe, optimise, return the refined window."""
+        self.kf += 1
+        k, sm, c = self.kf, self.smoother, self.cfg
+        cam = triangulate_stereo(kf.uv, kf.u_right, self.calib)
+        world = cam @ kf.T_world_cam[:3, :3].T + kf.T_world_cam[:3, 3]
+        new_lms, factors = {}, []
+        for i in np.nonzero(kf.stereo_ok)[0]:
+            t = int(kf.track_ids[i])
+            lm = self.segment.get(t)
+            if lm is None or kf.restart[i] or (lm not in self.pending
+                                               and not sm.landmark_alive(lm)):
+                lm = self.next_landmark
+                self.next_landmark += 1
+                self.segment[t] = lm
+                self.pending[lm] = []
+            row = (k, float(kf.uv[i, 0]), float(kf.u_right[i]), float(kf.uv[i, 1]))
+            if lm in self.pending:
+                buf = [r for r in self.pending[lm] if sm.pose_alive(r[0])] + [row + (world[i],)]
+                cap = c.max_new_landmarks
+                if len(buf) >= c.min_track_length and (not cap or len(new_lms) < cap):
+                    new_lms[lm] = buf[0][4]
+                    factors += [(r[0], lm, r[1], r[2], r[3]) for r in buf]
+                    del self.pending[lm]
+                else:
+                    self.pending[lm] = buf
+            else:
+                factors.append((k, lm, row[1], row[2], row[3]))
+        # a keyframe without enough stereo factors (tracking loss, window restart) is tied to
+        # its tracked / predicted pose by a loose prior so the system stays determinate
+        prior = None if kf.tracked and len(factors) >= 3 * c.min_inliers else 0.5
+        try:
+            T_opt = sm.add_keyframe(k, kf.T_world_cam, new_lms, factors, prior_sigma=prior)
+        except RuntimeError as exc:  # GTSAM numerical failure: restart the window here
+            LOG.warning('keyframe %d: smoother failed (%s); restarting the window', k, exc)
+            self._reset()
+            self.kf = 0
+            self.smoother.add_keyframe(0, kf.T_world_cam, {}, [], prior_sigma=None)
+            T_opt = kf.T_world_cam
+        self._forget()
+        est = self.smoother.landmarks(self.segment.values())
+        ids = [t for t, lm in self.segment.items() if lm in est]
+        pts = [est[self.segment[t]] for t in ids]
+        return MapUpdate(kf.index, T_opt, np.array(ids, np.int64),
+                         np.array(pts, float).reshape(-1, 3))
+
+    def _forget(self) -> None:
+        """Drop segments whose landmark has left the window and pending rows that can no
+        longer enter it."""
+        sm = self.smoother
+        self.pending = {lm: [r for r in b if sm.pose_alive(r[0])]
+                        for lm, b in self.pending.items()}
+        self.pending = {lm: b for lm, b in self.pending.items() if b}
+        self.segment = {t: lm for t, lm in self.segment.items()
+                        if lm in self.pending or sm.landmark_alive(lm)}
+
+    # the interface shared with AsyncMapper
+    def submit(self, kf: Keyframe) -> None:
+        """Map the keyframe now; its update is returned by the next poll."""
+        self._done.append(self.add_keyframe(kf))
+
+    def poll(self) -> List[MapUpdate]:
+        done, self._done = self._done, []
+        return done
+
+    def flush(self) -> List[MapUpdate]:
+        return self.poll()
+
+    def close(self) -> None:
+        pass
+
+
+class AsyncMapper:
+    """:class:`Mapper` in a background process (``python -m hndesc_ros.vo.mapper``, started
+    once, at construction; keyframes and updates travel pickled over its stdin / stdout).
+
+    ``submit`` never waits for the optimisation; ``poll`` returns the updates finished so far;
+    ``flush`` waits for all submitted keyframes. If the process dies, mapping continues inline
+    (logged once).
+    """
+
+    def __init__(self, calib: StereoCalib, cfg: Optional[VOConfig] = None):
+        self.calib, self.cfg = calib, cfg or VOConfig()
+        self.proc = subprocess.Popen([sys.executable, '-m', 'hndesc_ros.vo.mapper'],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.results: queue.Queue = queue.Queue()
+        self.pending = 0
+        self.fallback: Optional[Mapper] = None
+        self._send((self.calib, self.cfg))
+        self.reader = threading.Thread(target=self._read, name='hndesc-mapper-reader',
+                                       daemon=True)
+        self.reader.start()
+
+    def _send(self, obj) -> bool:
+        try:
+            pickle.dump(obj, self.proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            self.proc.stdin.flush()
+            return True
+        except (BrokenPipeError, OSError, ValueError):
+            return False
+
+    def _read(self) -> None:
+        while True:
+            try:
+                self.results.put(pickle.load(self.proc.stdout))
+            except Exception:  # EOF, a broken pipe or a bad message: the worker is gone
+                self.results.put(None)
+                return
+
+    def _die(self) -> None:
+        LOG.error('mapper process ended (exit %s); mapping continues inline', self.proc.poll())
+        self.fallback, self.pending = Mapper(self.calib, self.cfg), 0
+
+    def submit(self, kf: Keyframe) -> None:
+        if self.fallback is None and not self._send(kf):
+            self._die()
+        if self.fallback is not None:
+            return self.fallback.submit(kf)
+        self.pending += 1
+
+    def _collect(self, block: bool) -> List[MapUpdate]:
+        if self.fallback is not None:
+            return self.fallback.poll()
+        out = []
+        while self.pending:
+            try:
+                upd = self.results.get(block, timeout=1.0 if block else None)
+            except queue.Empty:
+                if block and self.reader.is_alive():
+                    continue
+                break
+            if upd is None:
+                self._die()
+                break
+            out.append(upd)
+            self.pending -= 1
+        return out
+
+    def poll(self) -> List[MapUpdate]:
+        return self._collect(False)
+
+    def flush(self) -> List[MapUpdate]:
+        return self._collect(True)
+
+    def close(self) -> None:
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(2.0)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def make_mapper(calib: StereoCalib, cfg: VOConfig):
+    """Mapper (inline, deterministic) or AsyncMapper, from ``cfg.async_mapping``."""
+    return AsyncMapper(calib, cfg) if cfg.async_mapping else Mapper(calib, cfg)
+
+
+def _serve() -> None:
+    """The background process: (calib, cfg), then keyframes, on stdin; updates on stdout."""
+    logging.basicConfig(level=logging.WARNING)
+    inp, out = sys.stdin.buffer, sys.stdout.buffer
+    calib, cfg = pickle.load(inp)
+    mapper = Mapper(calib, cfg)
+    while True:
+        try:
+            kf = pickle.load(inp)
+        except EOFError:
+            return
+        pickle.dump(mapper.add_keyframe(kf), out, protocol=pickle.HIGHEST_PROTOCOL)
+        out.flush()
+
+
+if __name__ == '__main__':
+    # run the importable module's copy, so the pickled updates name hndesc_ros.vo.mapper
+    from hndesc_ros.vo import mapper as _module
+    _module._serve()
