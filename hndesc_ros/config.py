@@ -44,7 +44,7 @@ class FeatureConfig:
     nms_radius: int = 4                # learned keypoints: NMS radius in pixels
     detection_threshold: float = 0.005  # learned keypoints: score threshold
     border: int = 8                    # learned keypoints: ignore this many border pixels
-    num_threads: int = 2               # CPU threads for torch / onnxruntime
+    num_threads: int = 1               # threads of each torch / onnxruntime / OpenCV call
     sift_upsample: bool = False        # SIFT's 2x-upsampled first octave (4x the cost)
     parallel: bool = True              # SIFT || network, and left || right, in two threads
     network_scale: float = 0.5         # the network sees the image resized by this factor
@@ -88,7 +88,7 @@ class VOConfig:
     keyframe_track_ratio: float = 0.6  # keyframe when fewer of its tracked landmarks remain
     keyframe_min_tracks: int = 100     # keyframe when fewer PnP inliers
     smoother: bool = True              # False: tracking only (no GTSAM mapping)
-    async_mapping: bool = True         # mapper in a background process; False: inline, exact
+    async_mapping: bool = False        # True: mapper in a background process (see README)
     min_track_length: int = 3          # observations before a landmark enters the graph
     stereo_gate_px: float = 3.0        # max reprojection error of a track's point (px)
     smoother_iterations: int = 0       # extra iSAM2 relinearisation steps per keyframe

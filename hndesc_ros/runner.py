@@ -102,7 +102,9 @@ def format_metrics(m: Dict) -> str:
         if m.get('t_err_pct') is not None:
             lines.append(f"KITTI t_err {m['t_err_pct']:.2f} %  r_err "
                          f"{m['r_err_deg_per_100m']:.3f} deg/100 m")
-    lines.append(f"front end {m['fps_frontend']:.1f} fps, back end {m['fps_backend']:.1f} fps")
+    lines.append(f"{m['wall_fps']:.1f} frames/s over the whole run (front end "
+                 f"{m['fps_frontend']:.1f}, back end {m['fps_backend']:.1f} by median stage "
+                 f"times); {m['obs_per_landmark']:.2f} observations per landmark")
     return '\n'.join(lines)
 
 

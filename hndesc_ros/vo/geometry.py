@@ -33,11 +33,11 @@ def project(points: np.ndarray, T_cam_world: np.ndarray, calib: StereoCalib) -> 
 def solve_pnp(points: np.ndarray, pixels: np.ndarray, calib: StereoCalib,
               guess: Optional[np.ndarray] = None, reproj_px: float = 1.5,
               iterations: int = 300) -> Tuple[Optional[np.ndarray], np.ndarray]:
-    """PnP-RANSAC + LM refinement.
+    """PnP-RANSAC (minimal AP3P hypotheses) + LM refinement on the inliers.
 
     Args:
         points: (N, 3) in the reference frame; pixels: (N, 2) in the current image.
-        guess: optional 4x4 T_cur_ref initial guess (constant velocity).
+        guess: optional 4x4 T_cur_ref initial guess (constant velocity), handed to OpenCV.
     Returns:
         (T_cur_ref 4x4 or None, inlier indices (M,)).
     """
@@ -54,7 +54,7 @@ def solve_pnp(points: np.ndarray, pixels: np.ndarray, calib: StereoCalib,
     ok, rvec, tvec, inl = cv2.solvePnPRansac(
         obj, img, K, None, rvec, tvec, useExtrinsicGuess=use_guess,
         iterationsCount=iterations, reprojectionError=reproj_px, confidence=0.999,
-        flags=cv2.SOLVEPNP_ITERATIVE)
+        flags=cv2.SOLVEPNP_AP3P)
     if not ok or inl is None or len(inl) < 6:
         return None, np.zeros(0, np.int64)
     inl = inl.ravel()
@@ -71,30 +71,33 @@ def solve_pnp(points: np.ndarray, pixels: np.ndarray, calib: StereoCalib,
 
 def refine_pnp(points: np.ndarray, pixels: np.ndarray, calib: StereoCalib,
                T_cur_ref: np.ndarray, reproj_px: float = 1.5,
-               rounds: int = 2) -> Tuple[np.ndarray, np.ndarray]:
-    """Motion-only refinement (no RANSAC) from a good initial pose: Levenberg-Marquardt on the
-    points that reproject within ``reproj_px``, repeated ``rounds`` times.
+               coarse_px: Optional[float] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """Motion-only refinement (no RANSAC) from an initial pose: Levenberg-Marquardt on the
+    points that reproject within a gate, twice at ``reproj_px`` (after one round at
+    ``coarse_px`` when the start is only a prediction).
 
     Returns:
-        (refined T_cur_ref 4x4, inlier indices (M,)).
+        (refined T_cur_ref 4x4, inlier indices (M,) at ``reproj_px``).
     """
     obj = np.ascontiguousarray(points, np.float64)
     img = np.ascontiguousarray(pixels, np.float64)
     T = T_cur_ref
-    inl = np.arange(len(obj))
-    for _ in range(rounds):
+
+    def inliers(T: np.ndarray, gate: float) -> np.ndarray:
         err = np.linalg.norm(project(obj, T, calib) - img, axis=1)
         front = (obj @ T[:3, :3].T + T[:3, 3])[:, 2] > 0
-        inl = np.nonzero((err < reproj_px) & front)[0]
+        return np.nonzero((err < gate) & front)[0]
+
+    gates = ([coarse_px] if coarse_px else []) + [reproj_px, reproj_px]
+    for gate in gates:
+        inl = inliers(T, gate)
         if len(inl) < 6:
             return T, inl
         rvec, _ = cv2.Rodrigues(T[:3, :3])
         rvec, tvec = cv2.solvePnPRefineLM(obj[inl], img[inl], calib.K, None, rvec,
                                           T[:3, 3].reshape(3, 1).copy())
         T = make_T(cv2.Rodrigues(rvec)[0], tvec)
-    err = np.linalg.norm(project(obj, T, calib) - img, axis=1)
-    front = (obj @ T[:3, :3].T + T[:3, 3])[:, 2] > 0
-    return T, np.nonzero((err < reproj_px) & front)[0]
+    return T, inliers(T, reproj_px)
 
 
 def essential_motion(p0: np.ndarray, p1: np.ndarray, calib: StereoCalib,
@@ -102,7 +105,7 @@ def essential_motion(p0: np.ndarray, p1: np.ndarray, calib: StereoCalib,
     """5-point RANSAC essential matrix: (N, 2) x2 -> (T_cur_prev with unit t or None, inliers)."""
     if len(p0) < 8:
         return None, np.zeros(0, np.int64)
-    E, mask = cv2.findEssentialMat(p0, p1, calib.K, cv2.RANSAC, 0.999, threshold_px)
+    E, mask = cv2.findEssentialMat(p0, p1, calib.K, cv2.RANSAC, 0.9999, threshold_px)
     if E is None or E.shape != (3, 3):
         return None, np.zeros(0, np.int64)
     n, R, t, mask2 = cv2.recoverPose(E, p0, p1, calib.K, mask=mask)

@@ -234,9 +234,11 @@ class MapTracker:
 
 class TemporalTracker:
     """Frame-to-frame tracks for the monocular front end: every keypoint that does not continue
-    a track starts one (mutual NN + ratio, verified by a fundamental-matrix RANSAC)."""
+    a track starts one (mutual NN + ratio, verified by a fundamental-matrix RANSAC of
+    ``f_ransac_px``; None skips it)."""
 
-    def __init__(self, matching: Optional[MatchingConfig] = None, f_ransac_px: float = 1.0):
+    def __init__(self, matching: Optional[MatchingConfig] = None,
+                 f_ransac_px: Optional[float] = 1.0):
         self.cfg = matching or MatchingConfig()
         self.f_ransac_px = f_ransac_px
         self.prev: Optional[Features] = None
@@ -251,7 +253,7 @@ class TemporalTracker:
         if self.prev is not None and n and len(self.prev):
             tm = match_numpy(self.prev.descriptors, feats.descriptors, self.cfg.ratio,
                              self.cfg.max_distance).indices
-            if len(tm) >= 8:
+            if self.f_ransac_px and len(tm) >= 8:
                 _, mask = cv2.findFundamentalMat(self.prev.keypoints[tm[:, 0]],
                                                  feats.keypoints[tm[:, 1]], cv2.FM_RANSAC,
                                                  self.f_ransac_px, 0.999)
