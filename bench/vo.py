@@ -29,7 +29,7 @@ DATA = Path(__file__).resolve().parent.parent.parent / 'shared' / 'data' / 'kitt
 GROUPS = {'extraction': ('extract_left', 'extract_right'),
           'stereo matching': ('stereo_matching',),
           'tracking (local map + PnP)': ('map_matching', 'map_update', 'pnp'),
-          'mapping (hand-off; GTSAM runs in its own process)': ('mapping',)}
+          'mapping (keyframes + GTSAM; inline by default)': ('mapping',)}
 
 
 def plain_sift_ms(image, runs: int = 9) -> float:
@@ -95,7 +95,7 @@ def plot_stages(rows, path: Path) -> None:
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    fig, ax = plt.subplots(figsize=(7, 4.2))
     labels = [f'{s} {e}' for s, e, _ in rows]
     bottom = [0.0] * len(rows)
     for name, keys in GROUPS.items():
@@ -106,7 +106,7 @@ def plot_stages(rows, path: Path) -> None:
         ax.plot([m['frame_ms']] * 2, [i - 0.4, i + 0.4], 'k-', lw=2)
     ax.axvline(100.0, color='r', ls='--', lw=1, label='10 Hz camera (100 ms)')
     ax.set_xlabel('ms per frame (bars: median per stage; black tick: wall-clock frame time)')
-    ax.legend(fontsize=7, loc='lower right')
+    ax.legend(fontsize=7, loc='upper center', bbox_to_anchor=(0.5, -0.2), ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

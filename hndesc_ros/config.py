@@ -89,6 +89,7 @@ class VOConfig:
     keyframe_min_tracks: int = 100     # keyframe when fewer PnP inliers
     smoother: bool = True              # False: tracking only (no GTSAM mapping)
     async_mapping: bool = False        # True: mapper in a background process (see README)
+    share_map: bool = True             # refined landmarks go back to the tracker's local map
     min_track_length: int = 3          # observations before a landmark enters the graph
     stereo_gate_px: float = 3.0        # max reprojection error of a track's point (px)
     smoother_iterations: int = 0       # extra iSAM2 relinearisation steps per keyframe

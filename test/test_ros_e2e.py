@@ -29,8 +29,12 @@ def ros_env():
 def params_file(tmp_path, extractor='rootsift'):
     data = yaml.safe_load(open('config/vo.yaml'))
     data['frontend_node']['ros__parameters']['features']['extractor'] = extractor
-    # inline mapping in the back end: the same keyframes as the offline run, deterministic
+    # inline mapping in the back end: the same keyframes as the offline run, deterministic;
+    # no landmark feedback: over DDS it reaches the tracker when the transport delivers it,
+    # which makes the online run depend on timing (offline it is applied before the next frame)
     data['backend_node']['ros__parameters']['vo']['async_mapping'] = False
+    for node in ('frontend_node', 'backend_node'):
+        data[node]['ros__parameters']['vo']['share_map'] = False
     path = tmp_path / 'params.yaml'
     path.write_text(yaml.safe_dump(data))
     return path

@@ -83,3 +83,15 @@ def test_temporal_tracker_and_observation_stats():
     assert s['obs_per_landmark'] > 2.5 and s['track_length'] > 2.5
     assert observation_stats([(0, np.array([1, 2])), (2, np.array([1]))]) == \
         {'landmarks': 2, 'obs_per_landmark': 1.5, 'track_length': 2.0}
+
+
+def test_frames_without_stereo_or_keypoints_keep_the_tracker_alive():
+    pts, desc = world(300, 3)
+    tr = MapTracker(CALIB, MatchingConfig(), VOConfig())
+    f, ur, _ = view(pts, desc, np.eye(4))
+    blank = Features(np.zeros((0, 2), np.float32), np.zeros((0, 32), np.float32),
+                     np.zeros(0, np.float32))
+    assert len(tr.track(blank, np.zeros(0, np.float32), 0.0, 0)) == 0     # blank first frame
+    assert len(tr.track(f, np.full(len(f), np.nan, np.float32), 0.1, 1)) == 0  # no stereo
+    obs = tr.track(f, ur, 0.2, 2)                                           # then a good one
+    assert len(obs) == len(f) and len(tr.map) == len(f)

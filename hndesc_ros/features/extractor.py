@@ -6,7 +6,9 @@ Keypoints come from SIFT or from the network's detector head (``keypoints='learn
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, Optional, Tuple
@@ -95,7 +97,20 @@ class Extractor:
                 # SIFT (OpenCV) and the dense network (ONNX Runtime / torch) both release the
                 # GIL: on two cores they overlap; f then runs alone on the SIFT descriptors
                 self._pool = ThreadPoolExecutor(1, thread_name_prefix='hndesc-sift')
+        # a TensorRT execution context is not re-entrant (the right image may be extracted in
+        # another thread): its calls are serialised; ONNX Runtime and torch run concurrently
+        self._net_lock = (threading.Lock() if getattr(self.backend, 'name', '') == 'tensorrt'
+                          else contextlib.nullcontext())
         self.timings: Dict[str, float] = {}
+
+    def _net(self, fn, *args, **kwargs):
+        with self._net_lock:
+            return fn(*args, **kwargs)
+
+    def close(self) -> None:
+        """Stop the SIFT worker thread (if any)."""
+        if self._pool is not None:
+            self._pool.shutdown()
 
     @property
     def sift_branch(self) -> bool:
@@ -133,21 +148,21 @@ class Extractor:
         net_in = prepare_input(net_image, mc.in_channels)
         if self.cfg.keypoints == 'sift' and self._pool is not None:
             job = self._pool.submit(self._timed_sift, gray)
-            out = self.backend.run(net_in, None)
+            out = self._net(self.backend.run, net_in, None)
             t_net = time.perf_counter()
             base, sift_ms = job.result()
-            refined = self.backend.refine(base.descriptors) if mc.use_sift else None
+            refined = self._net(self.backend.refine, base.descriptors) if mc.use_sift else None
             t2 = time.perf_counter()
             self.timings = {'keypoints': sift_ms, 'network': (t_net - t0) * 1e3,
                             'refine': (t2 - max(t_net, t0 + sift_ms * 1e-3)) * 1e3}
         elif self.cfg.keypoints == 'sift':
             base = self.sift(gray)
             t1 = time.perf_counter()
-            out = self.backend.run(net_in, base.descriptors if mc.use_sift else None)
+            out = self._net(self.backend.run, net_in, base.descriptors if mc.use_sift else None)
             t2 = time.perf_counter()
             refined = out.get('refined')
         else:
-            out = self.backend.run(net_in, None, with_scores=True)
+            out = self._net(self.backend.run, net_in, None, with_scores=True)
             t1 = time.perf_counter()
             h, w = gray.shape
             hs, ws = net_image.shape[:2]
@@ -162,7 +177,7 @@ class Extractor:
             refined = None
             if mc.use_sift:
                 sift_desc = self.sift.describe_at(gray, xy, sizes, base.angles)
-                refined = self.backend.refine(sift_desc)
+                refined = self._net(self.backend.refine, sift_desc)
                 base = Features(xy, sift_desc, scores, sizes, base.angles, (w, h))
             t2 = time.perf_counter()
         cnn = sample_dense_numpy(out['dense'][0], to_network_pixels(base.keypoints, scale))

@@ -65,7 +65,7 @@ class Sift:
     def _rescale(kps: list, scale: float) -> list:
         if scale != 1.0:
             for k in kps:
-                k.pt = (k.pt[0] / scale, k.pt[1] / scale)
+                k.pt = ((k.pt[0] + 0.5) / scale - 0.5, (k.pt[1] + 0.5) / scale - 0.5)
                 k.size = k.size / scale
         return kps
 
@@ -122,7 +122,7 @@ class Sift:
         level is derived from the size, so a scaled keypoint is described at its own scale.
         """
         gray, scale = self._working_image(gray)
-        xy, sizes = np.asarray(xy) * scale, np.asarray(sizes) * scale
+        xy, sizes = (np.asarray(xy) + 0.5) * scale - 0.5, np.asarray(sizes) * scale
         kps = [cv2.KeyPoint(float(x), float(y), float(max(s, 1.6)), float(a % 360), 1.0,
                             _octave_for_size(max(s, 1.6)), i)
                for i, ((x, y), s, a) in enumerate(zip(xy, sizes, angles))]

@@ -44,10 +44,9 @@ def stereo_klt(left: np.ndarray, right: np.ndarray, xy: np.ndarray,
     ok = (st.ravel() == 1) & _in_band(xy, p1, cfg)
     idx = np.nonzero(ok)[0]
     if len(idx):
-        back, st2, _ = cv2.calcOpticalFlowPyrLK(right, left, p1[idx].reshape(-1, 1, 2),
-                                                p0[idx].copy(), winSize=win, maxLevel=3,
-                                                criteria=crit,
-                                                flags=cv2.OPTFLOW_USE_INITIAL_FLOW)
+        # started from the right point itself: a guess at the answer would pass anything
+        back, st2, _ = cv2.calcOpticalFlowPyrLK(right, left, p1[idx].reshape(-1, 1, 2), None,
+                                                winSize=win, maxLevel=3, criteria=crit)
         err = np.linalg.norm(back.reshape(-1, 2) - xy[idx], axis=1)
         good = (st2.ravel() == 1) & (err < 1.0)
         u_right[idx[good]] = p1[idx[good], 0]

@@ -14,7 +14,7 @@ import numpy as np
 from nav_msgs.msg import Odometry, Path
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, PointCloud2
-from std_msgs.msg import String
+from std_msgs.msg import Header, String
 
 from hndesc_ros.errors import HndescError
 from hndesc_ros.ros.common import DropCounter, spin_node, subscribe_camera_info, topic_qos
@@ -37,6 +37,7 @@ class BackendNode(Node):
         self.drops = DropCounter(self.get_logger())
         self.info = {}
         self.odometry = None
+        self.origin = None
         self.last_ns = None
         self.frames = 0
         subscribe_camera_info(self, self.mono, self._on_info,
@@ -93,8 +94,11 @@ class BackendNode(Node):
         self.last_ns = stamp_ns
         self.frames += 1
         self._publish(msg.header.stamp, res.T_world_cam)
-        for u in self.odometry.map_updates():
-            self.pub_landmarks.publish(landmarks_to_cloud(u.track_ids, u.points, msg.header))
+        if self.origin is None:
+            self.origin = msg.header.stamp  # the frame whose camera is the VO world
+        for u in self.odometry.map_updates() if self.cfg.vo.share_map else ():
+            header = Header(stamp=self.origin, frame_id=msg.header.frame_id)
+            self.pub_landmarks.publish(landmarks_to_cloud(u.track_ids, u.points, header))
         self._status()
 
     def destroy_node(self) -> None:

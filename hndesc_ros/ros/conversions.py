@@ -178,8 +178,10 @@ LANDMARK_DTYPE = np.dtype([('track_id', '<i4'), ('x', '<f8'), ('y', '<f8'), ('z'
 
 def landmarks_to_cloud(ids: np.ndarray, points: np.ndarray, header: Header) -> PointCloud2:
     """Refined landmarks -> ``backend/landmarks`` PointCloud2: ``track_id`` INT32 and x y z
-    FLOAT64 (the tracker gets the mapper's exact values) in the VO world frame (the first
-    camera frame, not odom), 28 bytes a point."""
+    FLOAT64 (the tracker gets the mapper's exact values) in the VO world frame, 28 bytes a
+    point. The VO world is the camera of the back end's first frame, whose stamp the back end
+    puts in ``header.stamp`` (the front end applies the positions only when its own first frame
+    had that stamp)."""
     arr = np.zeros(len(ids), LANDMARK_DTYPE)
     arr['track_id'] = ids
     if len(ids):

@@ -38,6 +38,7 @@ class FrontendNode(Node):
         from hndesc_ros.features.extractor import Extractor
         self.extractor = Extractor(self.cfg.features)  # weights load (and fail) at start-up
         self.frontend = None                            # built once CameraInfo is in
+        self.origin_ns: Optional[int] = None            # stamp of the first tracked frame
         self.info: Dict[str, CameraInfo] = {}
         r = self.cfg.ros
         self.waiting: deque = deque(maxlen=max(r.queue_size, 1))
@@ -94,6 +95,11 @@ class FrontendNode(Node):
     def _on_landmarks(self, msg: PointCloud2) -> None:
         if self.frontend is None:
             return
+        if stamp_to_ns(msg.header.stamp) != self.origin_ns:
+            # the back end's world starts at another frame (it missed our first ones)
+            self.drops.drop('landmarks_other_origin', 'backend/landmarks origin '
+                            f'{stamp_to_ns(msg.header.stamp)} ns != {self.origin_ns} ns')
+            return self._status()
         try:
             ids, points = cloud_to_landmarks(msg)
         except HndescError as exc:
@@ -134,6 +140,8 @@ class FrontendNode(Node):
             self.drops.drop('bad_image', str(exc))
             return self._status()
         self.last_ns = stamp_ns
+        if self.origin_ns is None:
+            self.origin_ns = stamp_ns  # this frame's camera is the VO world
         self.frames += 1
         self.pub_matches.publish(observations_to_cloud(obs, lmsg.header))
         self.pub_timing.publish(String(data=json.dumps(

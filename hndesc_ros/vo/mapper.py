@@ -10,6 +10,7 @@ a process lets tracking and mapping run at the same time. Both offer ``submit`` 
 from __future__ import annotations
 
 import logging
+import os
 import pickle
 import queue
 import subprocess
@@ -165,7 +166,8 @@ class AsyncMapper:
     """:class:`Mapper` in a background process (``python -m hndesc_ros.vo.mapper``, started
     once, at construction; keyframes and updates travel pickled over its stdin / stdout).
 
-    ``submit`` never waits for the optimisation; ``poll`` returns the updates finished so far;
+    ``submit`` does not wait for the optimisation (only for the pipe, when several keyframes
+    are queued); ``poll`` returns the updates finished so far;
     ``flush`` waits for all submitted keyframes. If the process dies, mapping continues inline
     (logged once).
     """
@@ -242,6 +244,7 @@ class AsyncMapper:
             self.proc.wait(2.0)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+            self.proc.wait()
 
 
 def make_mapper(calib: StereoCalib, cfg: VOConfig):
@@ -252,7 +255,9 @@ def make_mapper(calib: StereoCalib, cfg: VOConfig):
 def _serve() -> None:
     """The background process: (calib, cfg), then keyframes, on stdin; updates on stdout."""
     logging.basicConfig(level=logging.WARNING)
-    inp, out = sys.stdin.buffer, sys.stdout.buffer
+    # the updates get a private copy of stdout; anything a library prints goes to stderr
+    inp, out = sys.stdin.buffer, os.fdopen(os.dup(1), 'wb')
+    os.dup2(2, 1)
     calib, cfg = pickle.load(inp)
     mapper = Mapper(calib, cfg)
     while True:

@@ -229,7 +229,8 @@ class MonoOdometry:
                 T_pc = inv(T_cp)
                 T_pc[:3, 3] *= self.scale_fn(self.frames) if self.scale_fn else 1.0
                 self.T = self.T @ T_pc
-        self.prev = obs
+        if len(obs):  # a blank frame keeps the last reference (as the tracker does)
+            self.prev = obs
         self.frames += 1
         return FrameResult(obs.index, obs.stamp, self.T.copy(), tracked, True, n_inl, len(obs),
                            {**obs.timings, 'essential': (time.perf_counter() - t0) * 1e3})

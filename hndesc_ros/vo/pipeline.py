@@ -42,15 +42,15 @@ class StereoFrontend:
                  extractor: Optional[Extractor] = None):
         self.cfg = cfg or Config()
         self.calib = calib
+        self._owns_extractor = extractor is None
         self.extractor = extractor or Extractor(self.cfg.features)
         self.mono = self.cfg.vo.mono
         self.tracker = (TemporalTracker(self.cfg.matching) if self.mono
                         else MapTracker(calib, self.cfg.matching, self.cfg.vo))
         self.stereo_method = self.cfg.matching.stereo_method
-        if self.stereo_method == 'sift' and self.cfg.features.keypoints == 'learned' \
-                and not self.extractor.sift_branch:
-            LOG.warning('matching.stereo_method sift needs SIFT at the keypoints; this model '
-                        'has none with learned keypoints: using descriptor stereo')
+        if self.stereo_method == 'sift' and self.cfg.features.keypoints == 'learned':
+            # the right image's SIFT detections are not the left's learned keypoints
+            LOG.info('learned keypoints: stereo by descriptors of both images')
             self.stereo_method = 'descriptor'
         # the right image is extracted while the left one is
         self._pool = (ThreadPoolExecutor(1, thread_name_prefix='hndesc-right')
@@ -100,6 +100,13 @@ class StereoFrontend:
         obs.timings.update(timings)
         return obs
 
+    def close(self) -> None:
+        """Stop the worker threads."""
+        if self._pool is not None:
+            self._pool.shutdown()
+        if self._owns_extractor:
+            self.extractor.close()
+
     def tracker_update(self, ids: np.ndarray, points: np.ndarray) -> None:
         """Refined landmark positions ((K,) ids, (K, 3) world) from the back end's mapper."""
         if not self.mono:
@@ -132,7 +139,8 @@ class StereoVO:
         self.last_observations = obs
         res = self.odometry.process(obs)
         for u in self.odometry.map_updates():
-            self.frontend.tracker_update(u.track_ids, u.points)
+            if self.cfg.vo.share_map:
+                self.frontend.tracker_update(u.track_ids, u.points)
         return res
 
     def finish(self) -> Dict[int, np.ndarray]:
@@ -141,7 +149,9 @@ class StereoVO:
         return dict(getattr(self.odometry, 'keyframe_poses', {}))
 
     def close(self) -> None:
+        """Stop the mapper process and the front end's threads."""
         self.odometry.close()
+        self.frontend.close()
 
 
 def summarise_timings(results) -> Dict[str, float]:

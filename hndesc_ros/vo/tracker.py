@@ -40,7 +40,7 @@ class LocalMap:
     def __init__(self):
         self.ids = np.zeros(0, np.int64)
         self.points = np.zeros((0, 3))
-        self.descriptors: Optional[np.ndarray] = None
+        self.descriptors = np.zeros((0, 0), np.float32)
         self.last_seen = np.zeros(0, np.int64)
         self.seen = np.zeros(0, np.int64)
 
@@ -50,7 +50,7 @@ class LocalMap:
     def add(self, ids: np.ndarray, points: np.ndarray, descriptors: np.ndarray,
             frame: int) -> None:
         """Append new landmarks."""
-        if self.descriptors is None or self.descriptors.shape[1] != descriptors.shape[1]:
+        if self.descriptors.shape[1] != descriptors.shape[1]:  # first use (or a new model)
             self.__init__()
             self.descriptors = np.zeros((0, descriptors.shape[1]), np.float32)
         self.ids = np.r_[self.ids, ids]
