@@ -11,7 +11,7 @@ import logging
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict
 
 import numpy as np
 
@@ -106,8 +106,3 @@ def format_metrics(m: Dict) -> str:
                  f"{m['fps_frontend']:.1f}, back end {m['fps_backend']:.1f} by median stage "
                  f"times); {m['obs_per_landmark']:.2f} observations per landmark")
     return '\n'.join(lines)
-
-
-def load_json(path: str | Path) -> Optional[Dict]:
-    p = Path(path)
-    return json.loads(p.read_text()) if p.exists() else None
