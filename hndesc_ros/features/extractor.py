@@ -112,11 +112,6 @@ class Extractor:
         if self._pool is not None:
             self._pool.shutdown()
 
-    @property
-    def sift_branch(self) -> bool:
-        """True when extraction also yields (Root)SIFT descriptors at its keypoints."""
-        return self.backend is None or self.backend.model_cfg.use_sift
-
     def _timed_sift(self, gray: np.ndarray):
         t = time.perf_counter()
         feats = self.sift(gray)
@@ -161,6 +156,7 @@ class Extractor:
             out = self._net(self.backend.run, net_in, base.descriptors if mc.use_sift else None)
             t2 = time.perf_counter()
             refined = out.get('refined')
+            self.timings = {'keypoints': (t1 - t0) * 1e3, 'network': (t2 - t1) * 1e3}
         else:
             out = self._net(self.backend.run, net_in, None, with_scores=True)
             t1 = time.perf_counter()
@@ -171,24 +167,17 @@ class Extractor:
                                           self.cfg.max_keypoints)
             xy = to_network_pixels(xy, 1.0 / scale)
             n = len(xy)
-            sizes = np.full(n, LEARNED_KEYPOINT_SIZE, np.float32)
-            base = Features(xy, np.zeros((n, 0), np.float32), scores, sizes,
-                            np.zeros(n, np.float32), (w, h))
-            refined = None
+            sizes, angles = np.full(n, LEARNED_KEYPOINT_SIZE, np.float32), np.zeros(n, np.float32)
+            sift_desc, refined = np.zeros((n, 0), np.float32), None
             if mc.use_sift:
-                sift_desc = self.sift.describe_at(gray, xy, sizes, base.angles)
+                sift_desc = self.sift.describe_at(gray, xy, sizes, angles)
                 refined = self._net(self.backend.refine, sift_desc)
-                base = Features(xy, sift_desc, scores, sizes, base.angles, (w, h))
+            base = Features(xy, sift_desc, scores, sizes, angles, (w, h))
             t2 = time.perf_counter()
+            self.timings = {'keypoints': (t2 - t1) * 1e3, 'network': (t1 - t0) * 1e3}
         cnn = sample_dense_numpy(out['dense'][0], to_network_pixels(base.keypoints, scale))
         desc = cnn if refined is None else np.concatenate([cnn, refined], 1) / np.sqrt(2.0)
-        t3 = time.perf_counter()
-        if self._pool is None:
-            # SIFT keypoints come before the network, learned ones after it
-            first, second = (t1 - t0) * 1e3, (t2 - t1) * 1e3
-            kp_ms, net_ms = (first, second) if self.cfg.keypoints == 'sift' else (second, first)
-            self.timings = {'keypoints': kp_ms, 'network': net_ms}
-        self.timings['sampling'] = (t3 - t2) * 1e3
+        self.timings['sampling'] = (time.perf_counter() - t2) * 1e3
         feats = Features(base.keypoints, desc.astype(np.float32), base.scores, base.scales,
                          base.angles, base.image_size)
         return feats, (base if base.descriptors.shape[1] else None)

@@ -9,7 +9,7 @@ from typing import Optional, Tuple
 import cv2
 import numpy as np
 
-from hndesc_ros.se3 import make_T
+from hndesc_ros.se3 import make_T, transform_points
 from hndesc_ros.types import StereoCalib
 
 
@@ -25,7 +25,7 @@ def triangulate_stereo(uv_left: np.ndarray, u_right: np.ndarray,
 
 def project(points: np.ndarray, T_cam_world: np.ndarray, calib: StereoCalib) -> np.ndarray:
     """(N, 3) world points -> (N, 2) pixels in the camera at T_cam_world."""
-    pc = points @ T_cam_world[:3, :3].T + T_cam_world[:3, 3]
+    pc = transform_points(T_cam_world, points)
     return np.stack([calib.fx * pc[:, 0] / pc[:, 2] + calib.cx,
                      calib.fy * pc[:, 1] / pc[:, 2] + calib.cy], 1)
 
@@ -59,14 +59,17 @@ def solve_pnp(points: np.ndarray, pixels: np.ndarray, calib: StereoCalib,
         return None, np.zeros(0, np.int64)
     inl = inl.ravel()
     rvec, tvec = cv2.solvePnPRefineLM(obj[inl], img[inl], K, None, rvec, tvec)
-    R, _ = cv2.Rodrigues(rvec)
-    T = make_T(R, tvec)
-    # re-collect inliers with the refined pose
-    proj = project(obj, T, calib)
-    err = np.linalg.norm(proj - img, axis=1)
-    front = (obj @ T[:3, :3].T + T[:3, 3])[:, 2] > 0
-    inl = np.nonzero((err < reproj_px) & front)[0]
-    return T, inl
+    T = make_T(cv2.Rodrigues(rvec)[0], tvec)
+    return T, reprojection_inliers(obj, img, T, calib, reproj_px)  # with the refined pose
+
+
+def reprojection_inliers(points: np.ndarray, pixels: np.ndarray, T_cur_ref: np.ndarray,
+                         calib: StereoCalib, gate_px: float) -> np.ndarray:
+    """Indices of the (N, 3) points in front of the camera that project within ``gate_px``
+    of their (N, 2) pixels."""
+    err = np.linalg.norm(project(points, T_cur_ref, calib) - pixels, axis=1)
+    front = transform_points(T_cur_ref, points)[:, 2] > 0
+    return np.nonzero((err < gate_px) & front)[0]
 
 
 def refine_pnp(points: np.ndarray, pixels: np.ndarray, calib: StereoCalib,
@@ -82,22 +85,16 @@ def refine_pnp(points: np.ndarray, pixels: np.ndarray, calib: StereoCalib,
     obj = np.ascontiguousarray(points, np.float64)
     img = np.ascontiguousarray(pixels, np.float64)
     T = T_cur_ref
-
-    def inliers(T: np.ndarray, gate: float) -> np.ndarray:
-        err = np.linalg.norm(project(obj, T, calib) - img, axis=1)
-        front = (obj @ T[:3, :3].T + T[:3, 3])[:, 2] > 0
-        return np.nonzero((err < gate) & front)[0]
-
     gates = ([coarse_px] if coarse_px else []) + [reproj_px, reproj_px]
     for gate in gates:
-        inl = inliers(T, gate)
+        inl = reprojection_inliers(obj, img, T, calib, gate)
         if len(inl) < 6:
             return T, inl
         rvec, _ = cv2.Rodrigues(T[:3, :3])
         rvec, tvec = cv2.solvePnPRefineLM(obj[inl], img[inl], calib.K, None, rvec,
                                           T[:3, 3].reshape(3, 1).copy())
         T = make_T(cv2.Rodrigues(rvec)[0], tvec)
-    return T, inliers(T, reproj_px)
+    return T, reprojection_inliers(obj, img, T, calib, reproj_px)
 
 
 def essential_motion(p0: np.ndarray, p1: np.ndarray, calib: StereoCalib,

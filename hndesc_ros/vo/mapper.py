@@ -22,6 +22,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from hndesc_ros.config import VOConfig
+from hndesc_ros.se3 import transform_points
 from hndesc_ros.types import StereoCalib
 from hndesc_ros.vo.geometry import triangulate_stereo
 
@@ -94,8 +95,8 @@ class Mapper:
         """Insert one keyframe, optimise, return the refined window."""
         self.kf += 1
         k, sm, c = self.kf, self.smoother, self.cfg
-        cam = triangulate_stereo(kf.uv, kf.u_right, self.calib)
-        world = cam @ kf.T_world_cam[:3, :3].T + kf.T_world_cam[:3, 3]
+        world = transform_points(kf.T_world_cam,
+                                 triangulate_stereo(kf.uv, kf.u_right, self.calib))
         new_lms, factors = {}, []
         for i in np.nonzero(kf.stereo_ok)[0]:
             t = int(kf.track_ids[i])

@@ -88,6 +88,8 @@ class StereoOdometry:
         return ok
 
     def _apply(self, updates: List[MapUpdate]) -> None:
+        """Take the mapper's refined landmarks (and queue them for the front end)."""
+        self._shared += updates
         for u in updates:
             self.keyframe_poses[u.index] = u.T_world_cam
             for t, p in zip(u.track_ids.tolist(), u.points):
@@ -145,9 +147,7 @@ class StereoOdometry:
         self.T = T_new
         self._update_points(obs, stereo_ok, outlier)
         if self.mapper is not None:
-            updates = self.mapper.poll()
-            self._apply(updates)
-            self._shared += updates
+            self._apply(self.mapper.poll())
         self.frames += 1
         return FrameResult(obs.index, obs.stamp, T_new.copy(), tracked, keyframe, len(inliers),
                            len(obs), {**obs.timings, 'pnp': (t1 - t0) * 1e3,
@@ -157,9 +157,7 @@ class StereoOdometry:
     def finish(self) -> None:
         """Wait for the mapper to finish the submitted keyframes (end of a run)."""
         if self.mapper is not None:
-            updates = self.mapper.flush()
-            self._apply(updates)
-            self._shared += updates
+            self._apply(self.mapper.flush())
 
     def _update_points(self, obs: Observations, stereo_ok: np.ndarray,
                        outlier: np.ndarray) -> None:

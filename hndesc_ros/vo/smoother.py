@@ -134,9 +134,3 @@ class StereoSmoother:
             return {}
         est = self.smoother.calculateEstimate()
         return {j: np.asarray(est.atPoint3(self.L(j))) for j in alive}
-
-    def landmark(self, j: int) -> Optional[np.ndarray]:
-        """Current estimate of landmark j (world), or None once marginalised."""
-        if not self.landmark_alive(j):
-            return None
-        return np.asarray(self.smoother.calculateEstimatePoint3(self.L(j)))

@@ -24,7 +24,7 @@ from hndesc_ros.config import MatchingConfig, VOConfig
 from hndesc_ros.features.matching import match_numpy
 from hndesc_ros.se3 import inv, transform_points
 from hndesc_ros.types import Features, Observations, StereoCalib
-from hndesc_ros.vo.geometry import (refine_pnp, solve_pnp, stereo_depth_ok,
+from hndesc_ros.vo.geometry import (project, refine_pnp, solve_pnp, stereo_depth_ok,
                                     triangulate_stereo)
 
 
@@ -34,7 +34,7 @@ class LocalMap:
     Attributes:
         ids: (M,) int64 landmark ids. points: (M, 3) float64 world positions.
         descriptors: (M, D) float32 descriptor of the latest observation.
-        last_seen: (M,) int64 frame of the latest observation. seen: (M,) int64 observations.
+        last_seen: (M,) int64 frame of the latest observation.
     """
 
     def __init__(self):
@@ -42,7 +42,6 @@ class LocalMap:
         self.points = np.zeros((0, 3))
         self.descriptors = np.zeros((0, 0), np.float32)
         self.last_seen = np.zeros(0, np.int64)
-        self.seen = np.zeros(0, np.int64)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -57,13 +56,12 @@ class LocalMap:
         self.points = np.r_[self.points, points]
         self.descriptors = np.r_[self.descriptors, descriptors.astype(np.float32)]
         self.last_seen = np.r_[self.last_seen, np.full(len(ids), frame, np.int64)]
-        self.seen = np.r_[self.seen, np.ones(len(ids), np.int64)]
 
     def keep(self, mask: np.ndarray) -> None:
         """Keep the rows where ``mask`` is True."""
         self.ids, self.points = self.ids[mask], self.points[mask]
         self.descriptors = self.descriptors[mask]
-        self.last_seen, self.seen = self.last_seen[mask], self.seen[mask]
+        self.last_seen = self.last_seen[mask]
 
     def set_points(self, ids: np.ndarray, points: np.ndarray) -> int:
         """Replace the positions of the landmarks in ``ids`` (refined by the mapper); ids no
@@ -148,16 +146,13 @@ class MapTracker:
     def _project(self, T_world_cam: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """Map rows in front of the camera and inside the image -> (rows, (K, 2) pixels)."""
         c = self.calib
-        pc = transform_points(inv(T_world_cam), self.map.points)
-        z = pc[:, 2]
-        front = z > self.cfg.min_depth
-        uv = np.full((len(pc), 2), -1e9)
-        uv[front, 0] = c.fx * pc[front, 0] / z[front] + c.cx
-        uv[front, 1] = c.fy * pc[front, 1] / z[front] + c.cy
-        w, h = (c.width or 1e9), (c.height or 1e9)
-        inside = front & (uv[:, 0] >= 0) & (uv[:, 0] < w) & (uv[:, 1] >= 0) & (uv[:, 1] < h)
-        rows = np.nonzero(inside)[0]
-        return rows, uv[rows]
+        T_cam_world = inv(T_world_cam)
+        front = np.nonzero(transform_points(T_cam_world, self.map.points)[:, 2]
+                           > self.cfg.min_depth)[0]
+        uv = project(self.map.points[front], T_cam_world, c)
+        w, h = (c.width or np.inf), (c.height or np.inf)
+        inside = (uv[:, 0] >= 0) & (uv[:, 0] < w) & (uv[:, 1] >= 0) & (uv[:, 1] < h)
+        return front[inside], uv[inside]
 
     def _associate(self, feats: Features, T_guess: np.ndarray,
                    radius: float) -> Tuple[np.ndarray, np.ndarray]:
@@ -203,7 +198,6 @@ class MapTracker:
                 ids[kp] = self.map.ids[rows]
                 self.map.descriptors[rows] = feats.descriptors[kp]
                 self.map.last_seen[rows] = self.frames
-                self.map.seen[rows] += 1
         if not tracked:
             self.lost += 1
         t1 = time.perf_counter()
@@ -218,12 +212,11 @@ class MapTracker:
             cam = triangulate_stereo(feats.keypoints[new], u_right[new], self.calib)
             self.map.add(ids[new], transform_points(T_new, cam), feats.descriptors[new],
                          self.frames)
-        # forget landmarks unseen for too long or behind the camera
-        if self.frames:
-            self.velocity = inv(self.T) @ T_new if tracked else self.velocity
+        if self.frames and tracked:
+            self.velocity = inv(self.T) @ T_new
         self.T = T_new
-        alive = self.frames - self.map.last_seen <= c.map_max_age
-        self.map.keep(alive)
+        # forget landmarks unseen for too long
+        self.map.keep(self.frames - self.map.last_seen <= c.map_max_age)
         self.frames += 1
         keep = ids >= 0
         return Observations(stamp, index, ids[keep], feats.keypoints[keep], u_right[keep],
