@@ -23,3 +23,8 @@ class CalibrationError(HndescError):
 
 class MessageError(HndescError):
     """A ROS message that does not have the documented layout (fields, sizes, encoding)."""
+
+
+class WeightsError(HndescError):
+    """A weights file that cannot be used (missing, unreadable, wrong format, another variant
+    than the one asked for, an engine built for other input sizes); the message names it."""

@@ -53,3 +53,50 @@ def test_eval_traj_on_real_trajectories(tmp_path):
     assert r.returncode == 0, r.stderr
     assert 'ate_rmse_m: 1.30' in r.stdout.replace('  ', ' ') or '1.30' in r.stdout
     assert (tmp_path / 'm.json').exists()
+
+
+def test_weights_problems_are_one_line_naming_the_file(tmp_path, kitti06):
+    """Missing, corrupt (.pt for torch and for onnxruntime), not ONNX, another variant."""
+    from hndesc_ros.models import shipped_weights
+    garbage = tmp_path / 'corrupt.pt'
+    garbage.write_bytes(b'\x80\x04garbage' * 10)
+    not_onnx = tmp_path / 'model.onnx'
+    not_onnx.write_text('this is not a protobuf')
+    img = kitti06 / 'image_0' / '000000.png'
+    cases = [
+        (['--weights', tmp_path / 'missing.pt'], 'missing.pt', 'not found'),
+        (['--weights', garbage, '--backend', 'torch'], 'corrupt.pt', 'not a readable'),
+        (['--weights', garbage], 'corrupt.pt', 'not a readable'),
+        (['--weights', not_onnx], 'model.onnx', 'not an ONNX model'),
+        (['--extractor', 'cnn', '--weights', shipped_weights('residual', 'onnx')],
+         'hndesc_residual.onnx', "holds the 'residual' model"),
+    ]
+    for extra, name, what in cases:
+        r = run('extract', img, '--out', tmp_path, *extra)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and len(lines) == 1, (extra, r.stderr)
+        assert name in lines[0] and what in lines[0], (extra, lines[0])
+
+
+def test_featureless_image_warns(tmp_path):
+    import cv2
+    flat = tmp_path / 'flat.png'
+    cv2.imwrite(str(flat), np.full((120, 160), 128, np.uint8))
+    r = run('extract', flat, '--out', tmp_path, '--extractor', 'rootsift')
+    assert r.returncode == 0, r.stderr
+    assert '0 keypoints' in r.stdout and 'featureless' in r.stderr
+
+
+def test_kitti_runs_with_torch_unimportable(tmp_path, kitti06):
+    """The runtime (ONNX Runtime, shipped .onnx) needs no torch: 3 real KITTI 06 frames."""
+    code = ('import sys; sys.modules["torch"] = None; from hndesc_ros.cli import main; '
+            'rc = main(sys.argv[1:]); '
+            'assert sys.modules["torch"] is None, "torch was imported"; sys.exit(rc)')
+    r = subprocess.run([sys.executable, '-c', code, 'kitti', '--sequence', str(kitti06),
+                        '--count', '3', '--out', str(tmp_path / 'o')],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert 'No module named' not in r.stderr
+    traj = np.loadtxt(tmp_path / 'o' / 'trajectory_kitti.txt')
+    assert traj.shape == (3, 12) and np.isfinite(traj).all()
+    assert 0.5 < np.linalg.norm(traj[2, [3, 7, 11]]) < 3.0  # KITTI 06 moves ~0.8 m/frame

@@ -55,3 +55,22 @@ def test_refine_alone_equals_refine_in_the_full_graph(kitti_frame):
         full = be.run(x, desc)['refined']
         assert np.abs(be.refine(desc) - full).max() < 1e-5
         assert be.refine(desc[:0]).shape == (0, 128)
+
+
+@pytest.mark.parametrize('variant', ['residual', 'residual-small', 'cnn'])
+def test_shipped_onnx_is_the_export_of_the_shipped_checkpoint(kitti_frame, variant):
+    """The runtime runs the shipped .onnx (no torch); it must be this very .pt, exported."""
+    import onnx
+
+    from hndesc_ros.inference.onnx_export import checkpoint_digest
+    pt, onnx_path = shipped_weights(variant, 'pt'), shipped_weights(variant, 'onnx')
+    meta = {p.key: p.value for p in onnx.load(str(onnx_path)).metadata_props}
+    assert meta['hndesc_checkpoint_sha1'] == checkpoint_digest(pt), \
+        f'{onnx_path} is stale: python training/export.py --checkpoint {pt} --out {pt.parent}'
+    crop = kitti_frame[:160, :480]
+    x, sift = prepare_input(crop, 1), Sift(300)(crop).descriptors
+    a = create_backend('torch', str(pt)).run(x, sift, with_scores=True)
+    b = create_backend('onnxruntime', str(onnx_path)).run(x, sift, with_scores=True)
+    assert set(a) == set(b)
+    for key in a:
+        assert np.abs(a[key] - b[key]).max() < 1e-4, key

@@ -25,7 +25,8 @@ from hndesc_ros.features.sift import Sift  # noqa: E402
 from hndesc_ros.inference.onnx_export import export_onnx  # noqa: E402
 from hndesc_ros.inference.ort_backend import OrtBackend  # noqa: E402
 from hndesc_ros.inference.torch_backend import TorchBackend  # noqa: E402
-from hndesc_ros.models.checkpoint import load_checkpoint, shipped_weights  # noqa: E402
+from hndesc_ros.models.checkpoint import load_checkpoint  # noqa: E402
+from hndesc_ros.models.variants import shipped_weights  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_IMAGE = ROOT.parent / 'shared' / 'data' / 'kitti' / 'sequences' / '06' / 'image_0' / \
@@ -62,7 +63,7 @@ def main(argv=None) -> int:
         ckpt = Path(args.checkpoint)
         model, _ = load_checkpoint(ckpt)
         out = Path(args.out)
-        onnx_path = export_onnx(model, out / f'{ckpt.stem}.onnx')
+        onnx_path = export_onnx(model, out / f'{ckpt.stem}.onnx', source=ckpt)
         err = validate(ckpt, onnx_path, Path(args.image))
         print(f'ONNX: {onnx_path} (opset 17, dynamic H/W; max |torch - onnxruntime| = {err:.1e})')
         if args.no_engine:

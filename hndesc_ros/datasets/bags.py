@@ -8,7 +8,7 @@ and ``/clock``. Storage is MCAP by default, sqlite3 on request; ``ros2 bag info`
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator, Optional, Tuple
+from typing import Dict, Iterator, Optional, Tuple
 
 import numpy as np
 
@@ -103,17 +103,48 @@ def sequence_to_bag(seq, out: str | Path, storage: str = 'mcap', start_ns: int =
     return out
 
 
+def bag_topics(path: str | Path, topics: Optional[set] = None) -> Dict[str, str]:
+    """{topic: msgtype} of a bag (only ``topics`` if given), read from its metadata."""
+    from rosbags.rosbag2 import Reader
+    try:
+        with Reader(_existing(path)) as reader:
+            return {c.topic: c.msgtype for c in reader.connections
+                    if topics is None or c.topic in topics}
+    except HndescError:
+        raise
+    except Exception as exc:  # rosbags' own errors for a missing or broken metadata.yaml
+        raise HndescError(f'{path}: not a readable ROS 2 bag ({exc})') from None
+
+
 def read_bag(path: str | Path, topics: Optional[set] = None
              ) -> Iterator[Tuple[str, str, int, bytes]]:
-    """Yield (topic, msgtype, timestamp ns, raw CDR bytes) in time order."""
+    """Yield (topic, msgtype, timestamp ns, raw CDR bytes) in time order, one at a time.
+
+    Raises:
+        HndescError: the bag is missing, or cannot be read further (truncated or corrupt
+            storage): the message says after how many messages; those were yielded.
+    """
     from rosbags.rosbag2 import Reader
+    n = 0
+    try:
+        with Reader(_existing(path)) as reader:
+            conns = [c for c in reader.connections if topics is None or c.topic in topics]
+            for conn, ns, raw in reader.messages(connections=conns):
+                n += 1
+                yield conn.topic, conn.msgtype, ns, bytes(raw)
+    except HndescError:
+        raise
+    except Exception as exc:  # storage plug-ins raise their own types on a truncated file
+        reason = str(exc).splitlines()[0][:100] if str(exc) else ''
+        raise HndescError(f'{path}: bag unreadable after {n} messages, truncated or corrupt '
+                          f'({type(exc).__name__}: {reason})') from None
+
+
+def _existing(path: str | Path) -> Path:
     path = Path(path)
     if not path.exists():
         raise HndescError(f'bag not found: {path}')
-    with Reader(path) as reader:
-        conns = [c for c in reader.connections if topics is None or c.topic in topics]
-        for conn, ns, raw in reader.messages(connections=conns):
-            yield conn.topic, conn.msgtype, ns, bytes(raw)
+    return path
 
 
 def bag_info(path: str | Path) -> dict:

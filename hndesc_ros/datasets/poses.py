@@ -11,18 +11,58 @@ from hndesc_ros.errors import HndescError
 from hndesc_ros.se3 import from_quat, to_quat
 
 
+def pose_line(T: np.ndarray, fmt: str = 'kitti', stamp: Optional[float] = None) -> str:
+    """One line of a trajectory file for the (4, 4) pose ``T`` (TUM needs ``stamp``, s)."""
+    if fmt == 'kitti':
+        return ' '.join(f'{v:.9e}' for v in T[:3, :4].reshape(-1)) + '\n'
+    if fmt == 'tum':
+        if stamp is None:
+            raise HndescError('TUM trajectory lines need a stamp')
+        return ' '.join(f'{v:.9f}' for v in np.r_[stamp, T[:3, 3], to_quat(T[:3, :3])]) + '\n'
+    raise HndescError(f'unknown trajectory format {fmt!r} (kitti or tum)')
+
+
+class PoseFileWriter:
+    """Writes a trajectory file a pose at a time, flushed after each: whatever ends the writer
+    (a signal, an exception, ``kill -9``), the file holds every pose written before, whole.
+
+    Use as a context manager: ``with PoseFileWriter(path, 'tum') as w: w.write(T, stamp)``.
+    """
+
+    def __init__(self, path: str | Path, fmt: str = 'kitti') -> None:
+        pose_line(np.eye(4), fmt, 0.0)  # validates fmt before the file is created
+        self.path, self.fmt, self.count = Path(path), fmt, 0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, 'w')
+
+    def write(self, T: np.ndarray, stamp: Optional[float] = None) -> None:
+        self._file.write(pose_line(T, self.fmt, stamp))
+        self._file.flush()
+        self.count += 1
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> 'PoseFileWriter':
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def write_kitti(path: str | Path, poses: np.ndarray) -> Path:
     """KITTI format: 12 numbers a line (the top 3x4 of each pose)."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    np.savetxt(path, poses[:, :3, :4].reshape(-1, 12), fmt='%.9e')
+    with PoseFileWriter(path, 'kitti') as w:
+        for T in poses:
+            w.write(T)
     return Path(path)
 
 
 def write_tum(path: str | Path, stamps: np.ndarray, poses: np.ndarray) -> Path:
     """TUM format: ``stamp tx ty tz qx qy qz qw`` a line."""
-    rows = [np.r_[s, T[:3, 3], to_quat(T[:3, :3])] for s, T in zip(stamps, poses)]
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    np.savetxt(path, np.array(rows).reshape(-1, 8), fmt='%.9f')
+    with PoseFileWriter(path, 'tum') as w:
+        for stamp, T in zip(stamps, poses):
+            w.write(T, float(stamp))
     return Path(path)
 
 

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from hndesc_ros.config import FeatureConfig
-from hndesc_ros.errors import ConfigError
+from hndesc_ros.errors import ConfigError, WeightsError
 from hndesc_ros.features.detection import select_keypoints
 from hndesc_ros.features.image import check_image, to_gray
 from hndesc_ros.features.sift import Sift
@@ -54,15 +54,27 @@ def to_network_pixels(xy: np.ndarray, scale: float) -> np.ndarray:
 
 
 def resolve_weights(cfg: FeatureConfig) -> str:
-    """The weights file for ``cfg``: ``cfg.weights`` or the shipped model of the variant."""
+    """The weights file for ``cfg``: ``cfg.weights``, else the model shipped for the variant in
+    the backend's format (ONNX for onnxruntime and TensorRT, so the runtime needs no torch; the
+    checkpoint for torch)."""
     if cfg.weights:
         return cfg.weights
-    from hndesc_ros.models.checkpoint import shipped_weights
-    path = shipped_weights(cfg.extractor)
+    from hndesc_ros.inference import resolve_backend
+    from hndesc_ros.models.variants import shipped_weights
+    fmt = 'pt' if resolve_backend(cfg.backend, cfg.device) == 'torch' else 'onnx'
+    path = shipped_weights(cfg.extractor, fmt)
     if not path.exists():
-        raise ConfigError(f'no shipped weights for {cfg.extractor!r} ({path}); train them with '
-                          'training/train.py or set features.weights')
+        raise WeightsError(f'no shipped weights for {cfg.extractor!r} ({path}); train them with '
+                           'training/train.py or set features.weights')
     return str(path)
+
+
+def check_variant(backend, cfg: FeatureConfig, weights: str) -> None:
+    """The weights must hold the model ``features.extractor`` names (WeightsError if not)."""
+    variant = backend.model_cfg.variant
+    if variant != cfg.extractor:
+        raise WeightsError(f'{weights} holds the {variant!r} model but features.extractor is '
+                           f'{cfg.extractor!r}; pass --extractor {variant} or other weights')
 
 
 class Extractor:
@@ -89,8 +101,11 @@ class Extractor:
         self._pool = None
         if not handcrafted:
             from hndesc_ros.inference import create_backend
-            self.backend = backend or create_backend(c.backend, resolve_weights(c), c.device,
-                                                     c.fp16, c.num_threads)
+            if backend is None:
+                weights = resolve_weights(c)
+                backend = create_backend(c.backend, weights, c.device, c.fp16, c.num_threads)
+                check_variant(backend, c, weights)
+            self.backend = backend
             if c.keypoints == 'learned' and not self.backend.model_cfg.detector:
                 raise ConfigError('features.keypoints=learned: this model has no detector head')
             if c.parallel and c.keypoints == 'sift':

@@ -1,12 +1,17 @@
-"""Mutual nearest-neighbour matching with ratio test (numpy and torch), stereo row constraint."""
+"""Mutual nearest-neighbour matching with ratio test (numpy and torch), stereo row constraint.
+
+torch is imported only by :func:`match_torch` (the CPU runtime runs without it).
+"""
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
-import torch
 
 from hndesc_ros.types import Matches
+
+if TYPE_CHECKING:
+    import torch
 
 
 def pairwise_distances(d0: np.ndarray, d1: np.ndarray) -> np.ndarray:
@@ -58,6 +63,7 @@ def match_torch(d0: torch.Tensor, d1: torch.Tensor, ratio: float = 1.0,
     Returns:
         (indices (K, 2) int64 tensor, distances (K,) float tensor).
     """
+    import torch
     dev = d0.device
     if len(d0) == 0 or len(d1) == 0:
         return torch.zeros(0, 2, dtype=torch.long, device=dev), torch.zeros(0, device=dev)

@@ -5,7 +5,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from hndesc_ros.models.fusion import ModelConfig
+from hndesc_ros.models.variants import ModelConfig
 
 
 class Backend:

@@ -42,8 +42,10 @@ def output_names(model: HNDescNet) -> List[str]:
     return names
 
 
-def export_onnx(model: HNDescNet, path: str | Path, height: int = 376, width: int = 1240) -> Path:
-    """Write ``model`` as ONNX to ``path``; returns the path."""
+def export_onnx(model: HNDescNet, path: str | Path, height: int = 376, width: int = 1240,
+                source: str | Path | None = None) -> Path:
+    """Write ``model`` as ONNX to ``path``; returns the path. ``source``: the checkpoint it
+    came from, whose content hash goes into the metadata (``hndesc_checkpoint_sha1``)."""
     model = model.eval().float().cpu()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -66,6 +68,9 @@ def export_onnx(model: HNDescNet, path: str | Path, height: int = 376, width: in
     proto = onnx.load(str(tmp))
     entry = proto.metadata_props.add()
     entry.key, entry.value = 'hndesc_model', json.dumps(asdict(model.cfg))
+    if source is not None:
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = 'hndesc_checkpoint_sha1', checkpoint_digest(source)
     onnx.save(proto, str(tmp))
     os.replace(tmp, path)
     LOG.info('exported ONNX %s (outputs %s)', path, names)
@@ -80,12 +85,16 @@ def cache_dir() -> Path:
     return path
 
 
+def checkpoint_digest(checkpoint: str | Path) -> str:
+    """Short content hash of a checkpoint file (names and tags its exports)."""
+    return hashlib.sha1(Path(checkpoint).read_bytes()).hexdigest()[:12]
+
+
 def cached_onnx_for(checkpoint: str | Path) -> Path:
     """Export a checkpoint to ONNX once (keyed by its content hash) and return the path."""
     from hndesc_ros.models.checkpoint import load_checkpoint
-    digest = hashlib.sha1(Path(checkpoint).read_bytes()).hexdigest()[:12]
-    path = cache_dir() / f'{Path(checkpoint).stem}-{digest}-op{OPSET}.onnx'
+    path = cache_dir() / f'{Path(checkpoint).stem}-{checkpoint_digest(checkpoint)}-op{OPSET}.onnx'
     if not path.exists():
         model, _ = load_checkpoint(checkpoint)
-        export_onnx(model, path)
+        export_onnx(model, path, source=checkpoint)
     return path

@@ -14,9 +14,9 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from hndesc_ros.errors import BackendUnavailable, ConfigError
+from hndesc_ros.errors import BackendUnavailable, ConfigError, WeightsError
 from hndesc_ros.inference.base import Backend
-from hndesc_ros.models.fusion import ModelConfig
+from hndesc_ros.models.variants import ModelConfig
 
 LOG = logging.getLogger(__name__)
 # (min, opt, max) of (height, width); KITTI 1241x376 pads to 1248x376 and lies inside.
@@ -57,7 +57,7 @@ def build_engine(onnx_path: str | Path, out_dir: str | Path,
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(Path(onnx_path).read_bytes()):
         errs = '; '.join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise ConfigError(f'TensorRT could not parse {onnx_path}: {errs}')
+        raise WeightsError(f'TensorRT could not parse {onnx_path}: {errs}')
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
     if fp16:
@@ -105,21 +105,40 @@ class TensorRTBackend(Backend):
             if not path.exists():
                 build_engine(onnx_path, cache_dir(), fp16=fp16)
         if not path.is_file():
-            raise ConfigError(f'TensorRT engine not found: {path}')
-        self.model_cfg = ModelConfig(**json.loads(path.with_suffix('.json').read_text()))
+            raise WeightsError(f'TensorRT engine not found: {path}')
+        sidecar = path.with_suffix('.json')
+        try:
+            self.model_cfg = ModelConfig.from_dict(json.loads(sidecar.read_text()))
+        except (OSError, ValueError, TypeError) as exc:
+            raise WeightsError(f'{path}: its model sidecar {sidecar.name} is missing or invalid '
+                               f'({type(exc).__name__})') from None
         self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self.engine = self.runtime.deserialize_cuda_engine(path.read_bytes())
+        if self.engine is None:
+            raise WeightsError(f'{path}: not an engine this TensorRT {trt.__version__} and GPU '
+                               'can load (engines are built per GPU and TensorRT version)')
+        self.path = path
         self.context = self.engine.create_execution_context()
         self.stream = torch.cuda.Stream()
         self.names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.inputs = [n for n in self.names
                        if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         self.torch = torch
-        self.min_input = DEFAULT_PROFILE[0]
+        lo, _, hi = self.engine.get_tensor_profile_shape('image', 0)  # (1, C, H, W) each
+        self.min_input, self.max_input = tuple(lo[2:]), tuple(hi[2:])
+
+    def check_size(self, height: int, width: int) -> None:
+        """An image outside the engine's optimisation profile is a WeightsError naming it."""
+        (h0, w0), (h1, w1) = self.min_input, self.max_input
+        if not (h0 <= height <= h1 and w0 <= width <= w1):
+            raise WeightsError(f'{self.path}: engine built for images from {h0}x{w0} to '
+                               f'{h1}x{w1} (HxW), got {height}x{width}; rebuild it with '
+                               'training/export.py --profile')
 
     def run_torch(self, image, sift=None, with_scores: bool = False) -> Dict:
         """Tensors on CUDA in, tensors on CUDA out (same contract as the torch backend)."""
         torch = self.torch
+        self.check_size(*image.shape[2:])
         feeds = {'image': image.float().contiguous()}
         n = 0 if sift is None else len(sift)
         if 'sift' in self.inputs:

@@ -13,17 +13,12 @@ from typing import Dict, Optional, Tuple
 
 import torch
 
-from hndesc_ros.errors import ConfigError
-from hndesc_ros.models.fusion import HNDescNet, ModelConfig, build_model, variant_config
+from hndesc_ros.errors import ConfigError, WeightsError
+from hndesc_ros.models.fusion import HNDescNet, build_model
+from hndesc_ros.models.variants import ModelConfig, variant_config
 
 LOG = logging.getLogger(__name__)
 FORMAT = 'hndesc_ros/1'
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / 'weights'
-
-
-def shipped_weights(variant: str = 'residual') -> Path:
-    """Path of the model this package ships for ``variant`` (trained by training/train.py)."""
-    return WEIGHTS_DIR / f'hndesc_{variant}.pt'
 
 
 def save_checkpoint(path: str | Path, model: HNDescNet, meta: Optional[Dict] = None,
@@ -41,20 +36,39 @@ def save_checkpoint(path: str | Path, model: HNDescNet, meta: Optional[Dict] = N
     return path
 
 
+def _torch_load(path: Path, map_location: str = 'cpu'):
+    """torch.load whose every failure is one WeightsError line naming the file."""
+    if not path.is_file():
+        raise WeightsError(f'weights file not found: {path}')
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as exc:  # pickle, zip and torch errors alike: the file is not usable
+        reason = str(exc).splitlines()[0][:120] if str(exc) else ''
+        raise WeightsError(f'{path}: not a readable torch checkpoint ({type(exc).__name__}'
+                           f'{": " + reason if reason else ""})') from None
+
+
+def read_checkpoint(path: str | Path, map_location: str = 'cpu') -> Dict:
+    """The saved dict of a hndesc_ros checkpoint, checked; every problem is a WeightsError
+    naming the file (missing, unreadable, not a checkpoint, not a hndesc_ros one)."""
+    path = Path(path)
+    blob = _torch_load(path, map_location)
+    if not isinstance(blob, dict) or blob.get('format') != FORMAT:
+        raise WeightsError(f'{path} is not a hndesc_ros checkpoint (for SuperPoint weights use '
+                           'load_superpoint_into)')
+    return blob
+
+
 def load_checkpoint(path: str | Path, map_location: str = 'cpu') -> Tuple[HNDescNet, Dict]:
     """Load a hndesc_ros checkpoint -> (model in eval mode, fp32; the whole saved dict)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f'checkpoint not found: {path}')
-    blob = torch.load(path, map_location=map_location, weights_only=False)
-    if not isinstance(blob, dict) or blob.get('format') != FORMAT:
-        raise ConfigError(f'{path} is not a hndesc_ros checkpoint (for SuperPoint weights use '
-                          'load_superpoint_into)')
-    cfg = ModelConfig(**blob['model'])
-    cfg.channels, cfg.refine_hidden = tuple(cfg.channels), tuple(cfg.refine_hidden)
-    model = build_model(cfg)
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v
-                           for k, v in blob['state_dict'].items()})
+    blob = read_checkpoint(path, map_location)
+    try:
+        model = build_model(ModelConfig.from_dict(blob['model']))
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v
+                               for k, v in blob['state_dict'].items()})
+    except (KeyError, TypeError, RuntimeError) as exc:
+        raise WeightsError(f'{path}: checkpoint does not fit its model '
+                           f'({str(exc).splitlines()[0][:120]})') from None
     return model.eval(), blob
 
 
@@ -84,7 +98,7 @@ def load_superpoint_into(path: str | Path, variant: str = 'cnn') -> HNDescNet:
     The original SuperPoint has a 256-D descriptor head, so the ``cnn`` variant takes all of it;
     for ``residual`` the head does not fit and only the encoder and detector are loaded.
     """
-    sd = torch.load(path, map_location='cpu', weights_only=False)
+    sd = _torch_load(Path(path))
     if isinstance(sd, dict) and 'state_dict' in sd and isinstance(sd['state_dict'], dict):
         sd = sd['state_dict']
     model = build_model(variant_config(variant))

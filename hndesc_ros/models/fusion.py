@@ -6,54 +6,15 @@
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from hndesc_ros.errors import ConfigError
 from hndesc_ros.models.refine import RefineMLP
 from hndesc_ros.models.superpoint import TrimmedSuperPoint
-
-
-@dataclass
-class ModelConfig:
-    """Architecture of one variant (stored inside every checkpoint)."""
-
-    variant: str = 'residual'
-    in_channels: int = 1
-    channels: Tuple[int, ...] = (64, 64, 128, 128)
-    head_channels: int = 256
-    cnn_dim: int = 128                 # d_s, channels of h's descriptor map
-    use_sift: bool = True              # residual (True) or CNN-only (False)
-    refine_hidden: Tuple[int, ...] = (256, 256)
-    refine_dim: int = 128
-    detector: bool = True
-    batchnorm: bool = True
-    extra: Dict = field(default_factory=dict)
-
-    @property
-    def descriptor_dim(self) -> int:
-        return self.cnn_dim + (self.refine_dim if self.use_sift else 0)
-
-
-VARIANTS: Dict[str, ModelConfig] = {
-    'residual': ModelConfig('residual'),
-    'cnn': ModelConfig('cnn', cnn_dim=256, use_sift=False),
-    'residual-small': ModelConfig('residual-small', channels=(32, 32, 64, 64), head_channels=128,
-                                  cnn_dim=64, refine_hidden=(128, 128), refine_dim=64),
-}
-
-
-def variant_config(name: str, **overrides) -> ModelConfig:
-    """Return a fresh ModelConfig for a registered variant name."""
-    if name not in VARIANTS:
-        raise ConfigError(f'unknown model variant {name!r}; choose one of {", ".join(VARIANTS)}')
-    cfg = ModelConfig(**{**asdict(VARIANTS[name]), **overrides})
-    cfg.channels, cfg.refine_hidden = tuple(cfg.channels), tuple(cfg.refine_hidden)
-    return cfg
+from hndesc_ros.models.variants import ModelConfig, variant_config
 
 
 class HNDescNet(nn.Module):

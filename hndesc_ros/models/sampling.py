@@ -3,13 +3,17 @@
 Convention: cell ``j`` of the 1/8 map summarises pixels ``8j .. 8j+7``, so its centre lies at
 pixel ``8j + 3.5``; a keypoint at pixel ``x`` therefore reads map coordinate ``(x - 3.5) / 8``.
 Outside the outermost centres the map is clamped (border replicate). The numpy and torch
-implementations are identical and tested against each other.
+implementations are identical and tested against each other; torch is imported only by the
+torch one, so the ONNX Runtime path runs without it.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
-import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    import torch
 
 STRIDE = 8
 
@@ -34,6 +38,8 @@ def sample_dense_numpy(dense: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
 
 def sample_dense_torch(dense: torch.Tensor, keypoints: torch.Tensor) -> torch.Tensor:
     """Sample ``dense`` (B, D, h, w) at (B, N, 2) pixel coordinates -> (B, N, D) normalised."""
+    import torch
+    import torch.nn.functional as F
     b, d, h, w = dense.shape
     # grid_sample(align_corners=True) maps -1/+1 to the first/last cell centre.
     u = ((keypoints[..., 0] - (STRIDE / 2 - 0.5)) / STRIDE).clamp(0, w - 1)

@@ -150,6 +150,12 @@ class FrontendNode(Node):
             self.pub_debug.publish(debug_image(lmsg.header, left, obs))
         self._status()
 
+    def destroy_node(self) -> None:
+        if self.frontend is not None:
+            self.frontend.close()
+        self.extractor.close()  # the SIFT worker threads
+        super().destroy_node()
+
     def _status(self) -> None:
         self.pub_status.publish(String(data=json.dumps(
             {'frames': self.frames, 'dropped': dict(self.drops.counts)})))

@@ -1,0 +1,144 @@
+"""Stopping: ``run``, the nodes, ``play`` and ``record-odom`` stop within 2 s of SIGINT or
+SIGTERM with exit code 0 — also as background jobs (which inherit SIGINT ignored: the
+``preexec_fn`` below does what a non-interactive shell does for ``cmd &``) and with a full
+queue — and ``record-odom`` keeps every pose it received (SIGINT, and ``kill -9``)."""
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import yaml
+
+CLI = [sys.executable, '-m', 'hndesc_ros.cli']
+STOP_S = 2.0
+
+
+def env():
+    e = dict(os.environ, PYTHONUNBUFFERED='1')
+    e['ROS_DOMAIN_ID'] = str(random.randint(1, 200))
+    e.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
+    return e
+
+
+def background(cmd, e, log):
+    """Start like ``cmd &`` from a script (SIGINT ignored on entry), output to file ``log``."""
+    proc = subprocess.Popen([str(a) for a in cmd], env=e, stdout=open(log, 'w'),
+                            stderr=subprocess.STDOUT,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    proc.log = log
+    return proc
+
+
+def stop_time(proc, sig):
+    """Seconds from ``sig`` to exit, and the exit code."""
+    t = time.monotonic()
+    proc.send_signal(sig)
+    try:
+        code = proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail(f'{proc.args[3:5]} still running 15 s after {sig!r}')
+    return time.monotonic() - t, code
+
+
+def output(proc):
+    return proc.log.read_text()
+
+
+def wait_for(proc, text, timeout=60):
+    """Wait until the process has printed ``text`` (it must)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and proc.poll() is None and text not in output(proc):
+        time.sleep(0.1)
+    if text not in output(proc):
+        pytest.fail(f'{text!r} not printed; output: {output(proc)[-2000:]}')
+
+
+@pytest.fixture(scope='module')
+def bag(tmp_path_factory, kitti06):
+    from hndesc_ros.datasets.bags import sequence_to_bag
+    from hndesc_ros.datasets.kitti import KittiSequence
+    return sequence_to_bag(KittiSequence(kitti06, 0, 40), tmp_path_factory.mktemp('b') / 'k06')
+
+
+def test_run_as_background_job_stops_on_sigint_with_a_full_queue(tmp_path, bag):
+    e = env()
+    data = yaml.safe_load(open('config/vo.yaml'))
+    data['frontend_node']['ros__parameters']['features']['extractor'] = 'residual'  # slow
+    params = tmp_path / 'p.yaml'
+    params.write_text(yaml.safe_dump(data))
+    run = background(CLI + ['run', '--params', params], e, tmp_path / 'run.log')
+    wait_for(run, 'front end ready')
+    play = subprocess.run(CLI + ['play', str(bag), '--rate', '20', '--wait', '20'], env=e,
+                          capture_output=True, text=True, timeout=120)
+    assert play.returncode == 0, play.stderr
+    # 40 pairs in 0.2 s; the front end needs ~0.3 s a pair: ~10 s of queue left to process
+    dt, code = stop_time(run, signal.SIGINT)
+    assert code == 0 and dt < STOP_S, (code, dt)
+    children = subprocess.run(['pgrep', '-f', f'--params-file {params}'], capture_output=True)
+    assert children.stdout.strip() == b'', 'a node outlived hndesc-vo run'
+
+
+@pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM])
+def test_node_stops_on_signal_as_background_job(tmp_path, sig):
+    node = background([sys.executable, '-m', 'hndesc_ros.ros.backend_node', '--ros-args',
+                       '--params-file', 'config/vo.yaml'], env(), tmp_path / 'node.log')
+    time.sleep(3)  # imports and DDS start-up
+    dt, code = stop_time(node, sig)
+    assert code == 0 and dt < STOP_S, (code, dt, output(node)[-2000:])
+
+
+def test_play_stops_on_sigint_and_sigterm(tmp_path, bag):
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        play = background(CLI + ['play', bag, '--loop', '--rate', '0.5'], env(),
+                          tmp_path / 'play.log')
+        time.sleep(3)
+        dt, code = stop_time(play, sig)
+        assert code == 0 and dt < STOP_S, (sig, code, dt, output(play))
+        assert 'published' in output(play)
+
+
+def publish_odometry(n, e):
+    """Publish ``n`` odometry messages (poses x = 0..n-1) from a child process."""
+    code = f'''
+import time, rclpy
+from nav_msgs.msg import Odometry
+from hndesc_ros.ros.common import topic_qos
+rclpy.init()
+node = rclpy.create_node('odom_source')
+pub = node.create_publisher(Odometry, 'odom', topic_qos(True, 100))
+end = time.monotonic() + 20
+while pub.get_subscription_count() == 0 and time.monotonic() < end:
+    time.sleep(0.05)
+for i in range({n}):
+    m = Odometry()
+    m.header.stamp.sec = 100 + i
+    m.pose.pose.position.x = float(i)
+    m.pose.pose.orientation.w = 1.0
+    pub.publish(m)
+    time.sleep(0.02)
+time.sleep(1.0)
+'''
+    subprocess.run([sys.executable, '-c', code], env=e, check=True, timeout=60)
+
+
+@pytest.mark.parametrize('how', ['sigint', 'kill9'])
+def test_record_odom_keeps_every_pose(tmp_path, how):
+    e = env()
+    out = tmp_path / 'odom.tum'
+    rec = background(CLI + ['record-odom', 'odom', out], e, tmp_path / 'rec.log')
+    publish_odometry(7, e)
+    if how == 'sigint':
+        dt, code = stop_time(rec, signal.SIGINT)
+        assert code == 0 and dt < STOP_S, (code, dt)
+        assert 'recorded 7 odometry messages' in output(rec)
+    else:
+        rec.kill()
+        rec.wait()
+    rows = np.loadtxt(out, ndmin=2)
+    assert rows.shape == (7, 8)
+    assert np.allclose(rows[:, 0], 100 + np.arange(7)) and np.allclose(rows[:, 1], np.arange(7))
