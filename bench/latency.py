@@ -1,13 +1,21 @@
 #!/usr/bin/env python3
-"""Latency of the ROS 2 graph over real DDS: image stamp -> odometry publish, and the highest
-replay rate at which no frame is dropped (live-camera QoS: SensorDataQoS, best effort).
+"""The ROS graph at camera rate over real DDS: a camera-like publisher (this script) sends real
+KITTI 06 stereo pairs with SensorDataQoS (best effort), stamped with the wall clock, to the two
+nodes (their own processes, default ``config/vo.yaml``: SensorDataQoS, latest pair wins).
 
-    python bench/latency.py [--extractor residual] [--frames 30] [--rates 10 5 2 1]
+    python bench/latency.py [--rates 30 20 10 5] [--frames 100] [--extractor residual-small]
 
-The two nodes run in their own processes (``hndesc-vo run``); this script publishes real KITTI
-06 stereo frames stamped with the wall clock at each rate and listens to ``odom``.
+For each Fast DDS set-up (``profile``: every process with config/fastdds_large_data.xml, the
+16 MB shared-memory segment; ``default``: Fast DDS's own transports) and rate it reports: pairs
+reaching the front end (complete pairs counted at the node: processed + replaced by a newer one),
+pairs processed, odometry messages, latency image stamp -> odometry received (median, p95) and
+stale drops. Each set-up runs in a fresh process (Fast DDS reads its profile once a process).
+The 51 frames of the shared data are replayed back and forth for ``--frames``.
 """
+from __future__ import annotations
+
 import argparse
+import json
 import os
 import random
 import statistics
@@ -18,88 +26,136 @@ from pathlib import Path
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / 'bench'))
+
 SEQ = ROOT.parent / 'shared' / 'data' / 'kitti' / 'sequences' / '06'
+NO_PROFILE = '<?xml version="1.0" encoding="UTF-8"?>\n<dds><profiles/></dds>\n'
 
 
-def main():
-    p = argparse.ArgumentParser()
-    p.add_argument('--extractor', default='residual')
-    p.add_argument('--frames', type=int, default=30)
-    p.add_argument('--rates', type=float, nargs='+', default=[10, 5, 2, 1])
-    p.add_argument('--reliable', action='store_true',
-                   help='reliable QoS (bag replay) instead of SensorDataQoS (live camera)')
-    a = p.parse_args()
-    os.environ['ROS_DOMAIN_ID'] = str(random.randint(1, 200))
+def one_run(rate: float, frames: int, params: Path) -> dict:
+    """Start the nodes, publish ``frames`` pairs at ``rate``, collect what came back."""
     import rclpy
     from nav_msgs.msg import Odometry
     from sensor_msgs.msg import CameraInfo, Image
+    from std_msgs.msg import String
 
     from hndesc_ros.datasets.kitti import KittiSequence
+    from hndesc_ros.ros.commands import node_command
     from hndesc_ros.ros.common import topic_qos
     from hndesc_ros.ros.conversions import numpy_to_image, stamp_to_ns
+    from soak import pingpong
 
-    seq = KittiSequence(SEQ, count=a.frames)
-    frames = [seq.frame(k) for k in range(len(seq))]
+    seq = KittiSequence(SEQ)
+    pairs = [seq.frame(k) for k in range(len(seq))]
     c = seq.calib
+    procs = [subprocess.Popen(node_command(n, params), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+             for n in ('frontend_node', 'backend_node')]
+    rclpy.init()
+    node = rclpy.create_node('latency_camera')
+    qos = topic_qos(False)
+    pubs = {s: node.create_publisher(Image, f'{s}/image_rect', qos) for s in ('left', 'right')}
+    infos = {s: node.create_publisher(CameraInfo, f'{s}/camera_info', qos)
+             for s in ('left', 'right')}
+    lat, status = [], {}
+    node.create_subscription(Odometry, 'odom', lambda m: lat.append(
+        time.time() - stamp_to_ns(m.header.stamp) * 1e-9), topic_qos(True, 100))
+    node.create_subscription(String, 'frontend/status',
+                             lambda m: status.update(json.loads(m.data)), 100)
+
+    def spin(seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            rclpy.spin_once(node, timeout_sec=min(0.005, max(end - time.monotonic(), 0)))
+
+    end = time.monotonic() + 60
+    while time.monotonic() < end and pubs['left'].get_subscription_count() < 1:
+        spin(0.1)
+    spin(4.0)  # the nodes load their models after their subscriptions exist
+    info = {s: CameraInfo(width=c.width, height=c.height, d=[0.0] * 5,
+                          r=[1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0],
+                          p=[c.fx, 0.0, c.cx, tx, 0.0, c.fy, c.cy, 0.0, 0, 0, 1.0, 0])
+            for s, tx in (('left', 0.0), ('right', -c.fx * c.baseline))}
+    t0 = time.monotonic()
+    for j in range(frames):
+        spin(t0 + j / rate - time.monotonic())
+        for s in infos:  # drivers publish camera_info with every frame
+            infos[s].publish(info[s])
+        ns = time.time_ns()
+        fr = pairs[pingpong(j, len(pairs))]
+        for side, img in (('left', fr.left), ('right', fr.right)):
+            msg = numpy_to_image(img)
+            msg.header.stamp.sec, msg.header.stamp.nanosec = ns // 10**9, ns % 10**9
+            pubs[side].publish(msg)
+    spin(3.0)
+    node.destroy_node()
+    rclpy.shutdown()
+    for p in procs:
+        p.send_signal(2)
+    for p in procs:
+        p.wait(timeout=20)
+    ms = sorted(1e3 * v for v in lat)
+    processed, stale = status.get('frames', 0), status.get('stale_dropped', 0)
+    return {'rate_hz': rate, 'sent': frames, 'reached_frontend': processed + stale,
+            'processed': processed, 'stale_dropped': stale, 'odometry': len(lat),
+            'unpaired': status.get('dropped', {}).get('unpaired_image', 0),
+            'latency_median_ms': statistics.median(ms) if ms else float('nan'),
+            'latency_p95_ms': ms[int(0.95 * (len(ms) - 1))] if ms else float('nan'),
+            'latency_max_ms': ms[-1] if ms else float('nan')}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--extractor', default='residual-small')
+    p.add_argument('--frames', type=int, default=100)
+    p.add_argument('--rates', type=float, nargs='+', default=[30, 20, 10, 5])
+    p.add_argument('--setups', nargs='+', default=['profile', 'default'],
+                   choices=['profile', 'default'])
+    p.add_argument('--out', default='outputs/latency')
+    p.add_argument('--one', nargs=2, metavar=('SETUP', 'RATE'), help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    params = out / 'params.yaml'
+    if a.one:
+        print(json.dumps(one_run(float(a.one[1]), a.frames, params)))
+        return 0
     data = yaml.safe_load((ROOT / 'config' / 'vo.yaml').read_text())
-    for node in data.values():
-        node['ros__parameters']['ros']['reliable'] = a.reliable
     data['frontend_node']['ros__parameters']['features']['extractor'] = a.extractor
-    params = Path('/tmp/hndesc_latency_params.yaml')
     params.write_text(yaml.safe_dump(data))
+    (out / 'no_profile.xml').write_text(NO_PROFILE)
+    print(f'load average {os.getloadavg()[0]:.2f}; extractor {a.extractor}; {a.frames} pairs '
+          'per run, SensorDataQoS publisher, default vo.yaml (SensorDataQoS, latest wins)',
+          flush=True)
+    print(f'{"set-up":<9}{"rate":>6}{"reach FE":>10}{"processed":>10}{"stale":>7}{"odom":>6}'
+          f'{"lat med":>9}{"p95":>7}{"max":>7}')
     rows = []
-    for rate in a.rates:
-        nodes = subprocess.Popen([sys.executable, '-m', 'hndesc_ros.cli', 'run', '--params',
-                                  str(params)], stdout=subprocess.DEVNULL)
-        rclpy.init()
-        node = rclpy.create_node('latency_bench')
-        qos = topic_qos(a.reliable, 100)
-        pubs = {s: node.create_publisher(Image, f'{s}/image_rect', qos) for s in ('left', 'right')}
-        infos = {s: node.create_publisher(CameraInfo, f'{s}/camera_info', qos)
-                 for s in ('left', 'right')}
-        lat = []
-        node.create_subscription(Odometry, 'odom', lambda m: lat.append(
-            time.time() - stamp_to_ns(m.header.stamp) * 1e-9), 100)
-        deadline = time.time() + 60
-        while time.time() < deadline and pubs['left'].get_subscription_count() < 1:
-            rclpy.spin_once(node, timeout_sec=0.1)
-        time.sleep(3.0)  # let both nodes finish loading models
-        for s, tx in (('left', 0.0), ('right', -c.fx * c.baseline)):
-            for _ in range(3):
-                info = CameraInfo(width=c.width, height=c.height, d=[0.0] * 5,
-                                  r=[1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0],
-                                  p=[c.fx, 0.0, c.cx, tx, 0.0, c.fy, c.cy, 0.0, 0, 0, 1.0, 0])
-                infos[s].publish(info)
-                rclpy.spin_once(node, timeout_sec=0.1)
-        t0 = time.time()
-        for k, fr in enumerate(frames):
-            while time.time() < t0 + k / rate:
-                rclpy.spin_once(node, timeout_sec=0.005)
-            ns = time.time_ns()
-            for side, img in (('left', fr.left), ('right', fr.right)):
-                msg = numpy_to_image(img)
-                msg.header.stamp.sec, msg.header.stamp.nanosec = ns // 10**9, ns % 10**9
-                pubs[side].publish(msg)
-        end = time.time() + 30
-        while time.time() < end and len(lat) < len(frames):
-            rclpy.spin_once(node, timeout_sec=0.1)
-        node.destroy_node()
-        rclpy.shutdown()
-        nodes.send_signal(2)
-        nodes.wait(timeout=20)
-        ms = sorted(1e3 * v for v in lat)
-        med = statistics.median(ms) if ms else float('nan')
-        p95 = ms[int(0.95 * (len(ms) - 1))] if ms else float('nan')
-        rows.append((rate, len(lat), med, p95))
-        print(f'{rate:5.1f} Hz: {len(lat)}/{len(frames)} frames reached odometry, latency '
-              f'median {med:.0f} ms, p95 {p95:.0f} ms', flush=True)
-    ok = [r for r, n, _, _ in rows if n == len(frames)]
-    print(f'\nextractor {a.extractor}: highest rate without a dropped frame: '
-          f'{max(ok) if ok else "none of the rates tried"} Hz')
+    for setup in a.setups:
+        for rate in a.rates:
+            env = dict(os.environ, ROS_DOMAIN_ID=str(random.randint(1, 200)))
+            env['FASTDDS_DEFAULT_PROFILES_FILE'] = str(
+                ROOT / 'config' / 'fastdds_large_data.xml' if setup == 'profile'
+                else out / 'no_profile.xml')
+            r = subprocess.run([sys.executable, __file__, '--one', setup, str(rate), '--frames',
+                                str(a.frames), '--out', str(out)], env=env, capture_output=True,
+                               text=True, timeout=600)
+            if r.returncode:
+                print(r.stderr[-2000:])
+                return 1
+            row = dict(json.loads(r.stdout.strip().splitlines()[-1]), setup=setup)
+            rows.append(row)
+            print(f'{setup:<9}{rate:>6.0f}{row["reached_frontend"]:>6}/{row["sent"]:<3}'
+                  f'{row["processed"]:>10}{row["stale_dropped"]:>7}{row["odometry"]:>6}'
+                  f'{row["latency_median_ms"]:>9.0f}{row["latency_p95_ms"]:>7.0f}'
+                  f'{row["latency_max_ms"]:>7.0f}', flush=True)
+            time.sleep(1.0)
+    (out / 'latency.json').write_text(json.dumps(rows, indent=1))
+    print(f'wrote {out / "latency.json"}')
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

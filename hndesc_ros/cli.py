@@ -59,25 +59,36 @@ def cmd_extract(args) -> int:
         np.savez(dst, keypoints=f.keypoints, descriptors=f.descriptors, scores=f.scores,
                  scales=f.scales, angles=f.angles)
         print(f'{path}: {len(f)} keypoints, {f.descriptors.shape[1]}-D -> {dst}')
+        if not len(f):
+            print(f'hndesc-vo: warning: {path}: 0 keypoints (a featureless image: blank, '
+                  'saturated or out of focus?)', file=sys.stderr)
     return 0
 
 
 def cmd_match(args) -> int:
+    from hndesc_ros.eval.plots import plot_matches
     from hndesc_ros.features import match_numpy, read_image
+    from hndesc_ros.features.matching import verify_matches
     cfg = _config(args)
     ex = _extractor(cfg)
     im0, im1 = read_image(args.image1), read_image(args.image2)
     f0, f1 = ex.extract(im0), ex.extract(im1)
     m = match_numpy(f0.descriptors, f1.descriptors, cfg.matching.ratio)
+    v = verify_matches(f0.keypoints, f1.keypoints, m.indices, args.geometry,
+                       args.ransac_threshold)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(out, keypoints0=f0.keypoints, keypoints1=f1.keypoints,
              descriptors0=f0.descriptors, descriptors1=f1.descriptors, matches=m.indices,
-             distances=m.distances)
-    print(f'{len(f0)} / {len(f1)} keypoints, {len(m)} matches -> {out}')
+             distances=m.distances, inliers=v.inliers, geometry=v.geometry,
+             model=v.model if v.model is not None else np.full((3, 3), np.nan))
+    n_in, n_out = v.counts
+    print(f'{len(f0)} / {len(f1)} keypoints, {len(m)} matches, {n_in} inliers / {n_out} '
+          f'outliers ({v.geometry} RANSAC, {v.threshold:g} px) -> {out}')
     if args.plot:
-        from hndesc_ros.eval.plots import draw_matches
-        draw_matches(im0, im1, f0.keypoints, f1.keypoints, m.indices, args.plot)
+        plot_matches(im0, im1, f0.keypoints, f1.keypoints, m.indices, v, args.plot,
+                     f'{Path(args.image1).name} - {Path(args.image2).name}, '
+                     f'{cfg.features.extractor}', dpi=args.dpi)
         print(f'plot -> {args.plot}')
     return 0
 
@@ -96,7 +107,7 @@ def cmd_eval_hpatches(args) -> int:
             replace(cfg.features, extractor=name).at_full_resolution()).extract
     results = {}
     for budget in ([0] + ([args.budget] if args.budget else [])):
-        res = hpatches.evaluate(args.dir, extractors, budget)
+        res = hpatches.evaluate(args.dir, extractors, budget, progress=True)
         label = 'all keypoints' if budget == 0 else f'{budget} keypoints'
         print(f'\n{args.dir} ({label}, mutual NN):')
         print(hpatches.format_table(res))
@@ -130,6 +141,12 @@ def cmd_eval_traj(args) -> int:
     se, est = poses_io.read_trajectory(args.est, args.format)
     if args.format == 'tum':
         ia, ib = tj.associate(se, sg, args.max_diff)
+        if len(ia) < 3:
+            raise HndescError(
+                f'only {len(ia)} poses of {args.est} have a --gt stamp within {args.max_diff} s '
+                f'(est {se.min():.2f}..{se.max():.2f} s, gt {sg.min():.2f}..{sg.max():.2f} s): '
+                'the two files use different clocks; compare with the ground truth written '
+                'with the same stamps (kitti2bag writes <bag>_groundtruth_tum.txt)')
         est, gt = est[ia], gt[ib]
     elif len(est) != len(gt):
         raise HndescError(f'KITTI files must have the same number of poses ({len(est)} vs '
@@ -145,7 +162,7 @@ def cmd_eval_traj(args) -> int:
 
 def cmd_demo(args) -> int:
     """The most complete pipeline: VO on real KITTI 06 if present, else on synthetic data."""
-    from hndesc_ros.runner import format_metrics, run_sequence, write_outputs
+    from hndesc_ros.runner import format_metrics, run_sequence, write_comparison, write_outputs
     cfg = load_config(args.config)
     out = Path(args.out)
     seq_dir = SHARED / 'kitti' / 'sequences' / '06'
@@ -156,7 +173,7 @@ def cmd_demo(args) -> int:
         from hndesc_ros.datasets.synthetic import SyntheticSequence
         seq, name = SyntheticSequence(), 'synthetic corridor (embedded, exact ground truth)'
     print(f'hndesc_ros demo: stereo VO on {name}, {len(seq)} frames')
-    table = []
+    runs = {}
     for extractor in dict.fromkeys((cfg.features.extractor, 'rootsift')):
         cfg.features.extractor = extractor
         print(f'\n[{extractor}] extractor={extractor} backend={cfg.features.backend} '
@@ -166,12 +183,16 @@ def cmd_demo(args) -> int:
         print(format_metrics(run['metrics']))
         print(f'outputs: {paths["metrics"].parent}/ (trajectory_kitti.txt, trajectory_tum.txt, '
               'metrics.json, trajectory.png)')
-        table.append((extractor, run['metrics']))
+        runs[extractor] = {key: run[key] for key in ('poses', 'gt', 'metrics')}
     print(f'\n{"extractor":<16}{"ATE (m)":>9}{"% path":>8}{"RPE (m)":>9}{"wall fps":>10}')
-    for name_, m in table:
+    for name_, run in runs.items():
+        m = run['metrics']
         print(f'{name_:<16}{m.get("ate_rmse_m", float("nan")):>9.3f}'
               f'{m.get("ate_pct_of_path", float("nan")):>8.2f}'
               f'{m.get("rpe_trans_m", float("nan")):>9.3f}{m["wall_fps"]:>10.1f}')
+    if len(runs) > 1:
+        figure = write_comparison(runs, out / 'trajectories.png', name)
+        print(f'\ncomparison of the extractors: {figure}')
     print(f'\nall outputs under {out.resolve()}')
     return 0
 
@@ -188,11 +209,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_feature_args(s)
     s.set_defaults(func=cmd_extract)
 
-    s = sub.add_parser('match', help='match two images -> .npz (+ PNG)')
+    s = sub.add_parser('match', help='match two images, verify with RANSAC -> .npz (+ PNG)')
     s.add_argument('image1')
     s.add_argument('image2')
     s.add_argument('--out', required=True, help='FILE.npz')
-    s.add_argument('--plot', help='FILE.png with the matches drawn')
+    s.add_argument('--plot', help='FILE.png with the matches drawn: RANSAC inliers green, '
+                   'outliers red')
+    s.add_argument('--geometry', choices=('fundamental', 'homography'), default='fundamental',
+                   help='RANSAC model verifying the matches (default: fundamental)')
+    s.add_argument('--ransac-threshold', type=float, default=3.0, metavar='PX',
+                   help='RANSAC inlier threshold in pixels: distance to the epipolar line '
+                   '(fundamental) or reprojection error (homography); default 3')
+    s.add_argument('--dpi', type=int, default=100, help='resolution of the --plot PNG')
     _add_feature_args(s)
     s.set_defaults(func=cmd_match)
 

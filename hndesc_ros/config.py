@@ -108,9 +108,12 @@ class RosConfig:
     # base_link -> camera optical frame: x y z qx qy qz qw (REP-103 optical rotation default)
     base_to_camera: Tuple[float, ...] = (0.0, 0.0, 0.0, -0.5, 0.5, -0.5, 0.5)
     reliable: bool = False             # True for bag replay; default SensorDataQoS (best effort)
+    drop_stale: bool = True            # latest stereo pair wins while one is processed (live);
+    #                                    False: every pair in order (exact bag replay)
     sync_tolerance: float = 0.0        # s; 0 = exact stamp pairing
     publish_tf: bool = True
     queue_size: int = 10
+    path_length: int = 10000           # poses kept in nav_msgs/Path (oldest go); 0 = all
 
 
 @dataclass
@@ -273,3 +276,18 @@ def _read_descriptions() -> Dict[str, str]:
                 name = line.split(':', 1)[0].strip()
                 out[f'{sec_name}.{name}'] = line.split('#', 1)[1].strip()
     return out
+
+
+def package_file(*parts: str) -> Path:
+    """A file of the package's ``config/`` (or ``launch/``...) folder: from the source tree, or
+    from ``share/hndesc_ros`` when installed by colcon; ConfigError if neither has it."""
+    candidates = [Path(__file__).resolve().parent.parent.joinpath(*parts)]
+    try:
+        from ament_index_python.packages import get_package_share_directory
+        candidates.append(Path(get_package_share_directory('hndesc_ros')).joinpath(*parts))
+    except Exception:  # not installed through colcon / no ament index: source tree only
+        pass
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise ConfigError(f'{"/".join(parts)} not found in the source tree or share/hndesc_ros')

@@ -2,11 +2,24 @@
 
 
 class HndescError(ValueError):
-    """Base class: bad input or configuration (a ValueError, so callers may catch either)."""
+    """Base class: bad input or configuration (a ValueError, so callers may catch either).
+
+    ``reason`` is a short snake_case word for counters (a node counts dropped inputs by it);
+    each class has a default, a raise site may be more precise.
+    """
+
+    reason = 'invalid'
+
+    def __init__(self, message: str = '', reason: str = '') -> None:
+        super().__init__(message)
+        if reason:
+            self.reason = reason
 
 
 class ImageError(HndescError):
     """An image that cannot be used (unreadable, empty, wrong dtype/channels, too small)."""
+
+    reason = 'bad_image'
 
 
 class ConfigError(HndescError):
@@ -20,9 +33,13 @@ class BackendUnavailable(HndescError):
 class CalibrationError(HndescError):
     """Camera calibration that the pipeline cannot use (zeros, unrectified, ...)."""
 
+    reason = 'bad_camera_info'
+
 
 class MessageError(HndescError):
     """A ROS message that does not have the documented layout (fields, sizes, encoding)."""
+
+    reason = 'bad_layout'
 
 
 class WeightsError(HndescError):

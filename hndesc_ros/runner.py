@@ -11,17 +11,21 @@ import logging
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
 from hndesc_ros.config import Config, to_dict
 from hndesc_ros.datasets import poses as poses_io
+from hndesc_ros.errors import HndescError
+from hndesc_ros.eval import plots
 from hndesc_ros.eval import trajectory as tj
+from hndesc_ros.progress import progress_bar
 from hndesc_ros.vo.pipeline import StereoVO, summarise_timings
 from hndesc_ros.vo.tracker import observation_stats
 
 LOG = logging.getLogger(__name__)
+ALIGN_NAMES = {'se3': 'SE(3)', 'sim3': 'Sim(3)', 'none': 'not'}
 
 
 def run_sequence(seq, cfg: Config, mono: bool = False, gt_scale: bool = False,
@@ -38,19 +42,24 @@ def run_sequence(seq, cfg: Config, mono: bool = False, gt_scale: bool = False,
             steps = np.r_[0, np.linalg.norm(np.diff(gt[:, :3, 3], axis=0), axis=1)]
             scale_fn = steps.__getitem__
     vo = StereoVO(seq.calib, cfg, extractor, scale_fn)
-    frames = range(len(seq))
-    if progress:
-        from tqdm import tqdm
-        frames = tqdm(frames, desc='VO', unit='frame', dynamic_ncols=True)
+    bar = progress_bar(len(seq), f'VO {cfg.features.extractor}') if progress else None
     results, seen = [], []
+    keyframes = lost = 0
     t0 = time.perf_counter()
     try:
-        for k in frames:
+        for k in range(len(seq)):
             results.append(vo.process(seq.frame(k)))
             seen.append((k, vo.last_observations.track_ids))
+            if bar is not None:
+                keyframes += results[-1].keyframe
+                lost += k > 0 and not results[-1].tracked
+                bar.set_postfix(keyframes=keyframes, lost=lost, refresh=False)
+                bar.update()
         vo.finish()  # the background mapper's last keyframes count in the wall time
         wall = time.perf_counter() - t0
     finally:
+        if bar is not None:
+            bar.close()
         vo.close()
     poses = np.array([r.T_world_cam for r in results])
     metrics = {'frames': len(results), 'frames_tracked': int(sum(r.tracked for r in results)),
@@ -71,7 +80,8 @@ def run_sequence(seq, cfg: Config, mono: bool = False, gt_scale: bool = False,
 
 
 def write_outputs(run: Dict, out: str | Path, cfg: Config, title: str = '') -> Dict[str, Path]:
-    """Trajectory (KITTI + TUM), metrics JSON, top-down plot. Returns the paths."""
+    """Trajectory (KITTI + TUM), metrics JSON, trajectory plot (top view, and the error over
+    distance travelled with ground truth). Returns the paths."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {'kitti': poses_io.write_kitti(out / 'trajectory_kitti.txt', run['poses']),
@@ -82,13 +92,63 @@ def write_outputs(run: Dict, out: str | Path, cfg: Config, title: str = '') -> D
     metrics = dict(run['metrics'], config=to_dict(cfg))
     paths['metrics'] = out / 'metrics.json'
     paths['metrics'].write_text(json.dumps(metrics, indent=1))
-    from hndesc_ros.eval.plots import plot_trajectories
-    trajs = {'estimate': run['poses'][:, :3, 3]}
-    if run['gt'] is not None:
-        est = tj.align(run['poses'], run['gt'], run['metrics'].get('align', 'se3'))
-        trajs = {'ground truth': run['gt'][:, :3, 3], 'estimate (aligned)': est[:, :3, 3]}
-    paths['plot'] = plot_trajectories(trajs, out / 'trajectory.png', title)
+    est, gt = aligned_positions(run)
+    paths['plot'] = plots.plot_trajectory(est, out / 'trajectory.png', gt,
+                                          plot_title(run['metrics'], title))
     return paths
+
+
+def aligned_positions(run: Dict) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """(N, 3) estimated positions aligned onto the ground truth as the metrics were (SE(3), or
+    Sim(3) for mono without GT scale), and (N, 3) ground truth; raw estimate and None
+    without ground truth."""
+    if run['gt'] is None:
+        return run['poses'][:, :3, 3], None
+    est = tj.align(run['poses'], run['gt'], run['metrics'].get('align', 'se3'))
+    return est[:, :3, 3], run['gt'][:, :3, 3]
+
+
+def describe_mode(m: Dict) -> str:
+    """'stereo', 'mono, GT scale' or 'mono, no GT scale' from run_sequence's metrics.
+
+    run_sequence aligns with SE(3) a mono run only when it took its scale from the ground
+    truth (otherwise Sim(3), or nothing without ground truth), so the alignment tells.
+    """
+    if m.get('mode') != 'mono':
+        return 'stereo'
+    return 'mono, GT scale' if m.get('align') == 'se3' else 'mono, no GT scale'
+
+
+def plot_title(m: Dict, title: str = '') -> str:
+    """Figure title: the caller's title, mode, and ATE when there was ground truth."""
+    head = f'{title}, {describe_mode(m)}' if title else describe_mode(m)
+    if 'ate_rmse_m' not in m:
+        return f'{head}, no ground truth'
+    return (f'{head}\nATE RMSE {m["ate_rmse_m"]:.3f} m over {m["path_length_m"]:.1f} m '
+            f'({m["ate_pct_of_path"]:.2f} %, {ALIGN_NAMES[m["align"]]} aligned)')
+
+
+def write_comparison(runs: Dict[str, Dict], path: str | Path, title: str = '') -> Path:
+    """One figure comparing runs on the same frames (name -> run_sequence result): the shared
+    ground truth and each aligned estimate with its ATE in the legend (raw estimates only
+    when the runs have no common ground truth)."""
+    if not runs:
+        raise HndescError('no runs to compare')
+    first = next(iter(runs.values()))
+    gt = first['gt']
+    shared = gt is not None and all(
+        run['gt'] is not None and run['gt'].shape == gt.shape and np.allclose(run['gt'], gt)
+        for run in runs.values())
+    if not shared:
+        LOG.warning('the runs share no ground truth; plotting the raw estimates')
+        estimates = {name: run['poses'][:, :3, 3] for name, run in runs.items()}
+        return plots.plot_comparison(estimates, path, title=title)
+    estimates = {name: aligned_positions(run)[0] for name, run in runs.items()}
+    ates = {name: run['metrics']['ate_rmse_m'] for name, run in runs.items()}
+    m = first['metrics']
+    full = (f'{title}, {describe_mode(m)}\n' if title else '') + (
+        f'{len(gt)} frames, {m["path_length_m"]:.1f} m, {ALIGN_NAMES[m["align"]]} aligned')
+    return plots.plot_comparison(estimates, path, gt[:, :3, 3], ates, full)
 
 
 def format_metrics(m: Dict) -> str:

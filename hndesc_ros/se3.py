@@ -30,6 +30,15 @@ def rotation_angle(R: np.ndarray) -> float:
     return float(np.arccos(np.clip((np.trace(R) - 1) / 2, -1.0, 1.0)))
 
 
+def scale_motion(T: np.ndarray, s: float) -> np.ndarray:
+    """``T`` to the power ``s``: the same screw motion (constant velocity) for ``s`` times as
+    long, ``exp(s log T)``; rotations below 180 degrees."""
+    from scipy.linalg import expm, logm
+    out = np.real(expm(s * logm(T)))
+    out[3] = (0.0, 0.0, 0.0, 1.0)
+    return out
+
+
 def transform_points(T: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Apply a 4x4 transform to (N, 3) points -> (N, 3)."""
     return points @ T[:3, :3].T + T[:3, 3]

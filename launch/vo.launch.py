@@ -1,6 +1,7 @@
 """Launch the hndesc_ros stereo VO graph: front end + back end, optional bag playback.
 
     ros2 launch hndesc_ros vo.launch.py
+    ros2 launch hndesc_ros vo.launch.py fastdds_profile:=/path/to/profile.xml
     ros2 launch hndesc_ros vo.launch.py params_file:=/path/to/vo.yaml \
         left_image:=/camera/left/image_rect right_image:=/camera/right/image_rect \
         bag:=/data/kitti06 \
@@ -10,9 +11,9 @@ import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, ExecuteProcess
+from launch.actions import DeclareLaunchArgument, ExecuteProcess, SetEnvironmentVariable
 from launch.conditions import IfCondition
-from launch.substitutions import LaunchConfiguration, PythonExpression
+from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PythonExpression
 from launch_ros.actions import Node
 
 
@@ -35,7 +36,15 @@ def generate_launch_description():
                               description='optional ROS 2 bag to play with --clock'),
         DeclareLaunchArgument('use_sim_time', default_value='false',
                               description='use /clock (true when playing a bag)'),
+        # large images between processes: a 16 MB shared-memory segment (see the XML); a
+        # profile the user exported already wins
+        DeclareLaunchArgument('fastdds_profile', default_value=EnvironmentVariable(
+            'FASTDDS_DEFAULT_PROFILES_FILE',
+            default_value=os.path.join(share, 'config', 'fastdds_large_data.xml')),
+            description='Fast DDS XML profile of every process started here'),
     ]
+    profile = SetEnvironmentVariable('FASTDDS_DEFAULT_PROFILES_FILE',
+                                     LaunchConfiguration('fastdds_profile'))
     params = LaunchConfiguration('params_file')
     sim = {'use_sim_time': LaunchConfiguration('use_sim_time')}
     info_remaps = [('left/camera_info', LaunchConfiguration('left_info')),
@@ -53,4 +62,4 @@ def generate_launch_description():
         cmd=['ros2', 'bag', 'play', LaunchConfiguration('bag'), '--clock'],
         output='screen',
         condition=IfCondition(PythonExpression(["'", LaunchConfiguration('bag'), "' != ''"])))
-    return LaunchDescription(args + [frontend, backend, player])
+    return LaunchDescription(args + [profile, frontend, backend, player])

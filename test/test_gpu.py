@@ -84,3 +84,38 @@ def test_tensorrt_matches_onnxruntime(kitti_frame, tmp_path):
     got = create_backend('tensorrt', str(shipped_weights('residual'))).run(x, sift, True)
     for key in ref:  # fp16 engine: unit descriptors agree to 2e-2
         assert np.abs(ref[key] - got[key]).max() < 2e-2, key
+
+
+def test_static_frontend_in_the_vo_pipeline_equals_the_cpu_path(kitti06):
+    """With ``features.device: cuda`` the node runs the static GPU front end; here the same
+    code runs eagerly on the CPU inside StereoFrontend and gives what the CPU path gives for
+    the same model and settings (learned keypoints, CNN descriptors, descriptor stereo)."""
+    from scipy.spatial import cKDTree
+
+    from hndesc_ros.datasets.kitti import KittiSequence
+    from hndesc_ros.vo.pipeline import StereoFrontend
+    seq = KittiSequence(kitti06, 0, 3)
+    cfg = Config(features=FeatureConfig(extractor='cnn', keypoints='learned', network_scale=1.0,
+                                        device='cpu', max_keypoints=1000),
+                 matching=MatchingConfig(stereo_method='descriptor'))
+    cpu = StereoFrontend(seq.calib, cfg, static=False)
+    static = StereoFrontend(seq.calib, cfg, static=True)
+    assert static.static is not None and cpu.static is None
+    fr = seq.frame(0)
+    fc, uc, _ = cpu.stereo_features(fr.left, fr.right)
+    fg, ug, timings = static.stereo_features(fr.left, fr.right)
+    assert 'static_frontend' in timings
+    dist, idx = cKDTree(fc.keypoints).query(fg.keypoints)
+    assert (dist < 0.5).mean() > 0.99                          # the same keypoints
+    assert np.abs(fg.descriptors - fc.descriptors[idx]).max() < 1e-4
+    both = np.isfinite(ug) & np.isfinite(uc[idx])
+    assert both.sum() > 0.9 * np.isfinite(uc).sum()            # the same stereo pairs ...
+    assert (np.abs(ug[both] - uc[idx][both]) < 1.0).mean() > 0.99   # ... at the same u
+    for k in range(3):                                         # the same tracking contract
+        fr = seq.frame(k)
+        oc = cpu.process(fr.left, fr.right, fr.stamp, k)
+        og = static.process(fr.left, fr.right, fr.stamp, k)
+        assert abs(len(og) - len(oc)) < 0.1 * len(oc)
+        assert og.uv.dtype == oc.uv.dtype and og.track_ids.dtype == oc.track_ids.dtype
+    assert np.isin(og.track_ids, np.arange(static.tracker.next_id)).all()
+    assert static.tracker.lost == 0

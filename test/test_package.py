@@ -67,7 +67,25 @@ def test_colcon_build(tmp_path):
     assert (share / 'package.xml').exists()
     assert (share / 'launch' / 'vo.launch.py').exists()
     assert (share / 'config' / 'vo.yaml').exists()
+    assert (share / 'config' / 'fastdds_large_data.xml').exists()
+    site = list((tmp_path / 'install' / 'hndesc_ros' / 'lib').glob('python3*/site-packages'))
+    assert site and list(site[0].glob('hndesc_ros/weights/hndesc_residual-small.onnx')), \
+        'the shipped ONNX models are installed'
     assert (tmp_path / 'install' / 'hndesc_ros' / 'share' / 'ament_index' / 'resource_index' /
             'packages' / 'hndesc_ros').exists()
     libexec = tmp_path / 'install' / 'hndesc_ros' / 'lib' / 'hndesc_ros'
     assert (libexec / 'frontend_node').exists() and (libexec / 'backend_node').exists()
+
+
+def test_fastdds_profile_gives_a_16mb_shared_memory_segment_and_the_launch_file_sets_it():
+    root = ET.parse(ROOT / 'config' / 'fastdds_large_data.xml').getroot()
+    ns = {'d': 'http://www.eprosima.com'}
+    shm = [t for t in root.iterfind('.//d:transport_descriptor', ns)
+           if t.find('d:type', ns).text == 'SHM']
+    assert shm and int(shm[0].find('d:segment_size', ns).text) == 16 * 1024 * 1024
+    participant = root.find('.//d:participant', ns)
+    assert participant.get('is_default_profile') == 'true'
+    assert participant.find('.//d:useBuiltinTransports', ns).text == 'false'
+    calls = [n.func.id for n in ast.walk(_launch_tree())
+             if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)]
+    assert 'SetEnvironmentVariable' in calls

@@ -35,6 +35,7 @@ def params_file(tmp_path, extractor='rootsift'):
     data['backend_node']['ros__parameters']['vo']['async_mapping'] = False
     for node in ('frontend_node', 'backend_node'):
         data[node]['ros__parameters']['vo']['share_map'] = False
+        data[node]['ros__parameters']['ros'].update(reliable=True, drop_stale=False)  # exact
     path = tmp_path / 'params.yaml'
     path.write_text(yaml.safe_dump(data))
     return path

@@ -67,7 +67,8 @@ def test_frontend_survives_and_counts_bad_images(ros, kitti06):
     from hndesc_ros.ros.frontend_node import FrontendNode
     node = FrontendNode(parameter_overrides=[
         Parameter('features.extractor', value='rootsift'),
-        Parameter('features.max_keypoints', value=500), Parameter('ros.reliable', value=True)])
+        Parameter('features.max_keypoints', value=500), Parameter('ros.reliable', value=True),
+        Parameter('ros.drop_stale', value=False)])  # every pair in order: exact counts
     h = Harness(node)
     qos = topic_qos(True, 100)
     pub = {s: h.io.create_publisher(Image, f'{s}/image_rect', qos) for s in ('left', 'right')}
@@ -116,10 +117,47 @@ def test_frontend_survives_and_counts_bad_images(ros, kitti06):
         assert counts['duplicate_stamp'] == 1
         assert counts['stamp_backwards'] == 1
         assert counts['unpaired_image'] == 1
-        assert counts['bad_image'] == 3          # rgba8, mono16, size mismatch
+        assert counts['bad_encoding'] == 2       # rgba8, mono16
+        assert counts['stereo_size_mismatch'] == 1
         assert node.frames == 5                  # the waiting pair and four good ones
     finally:
         h.close()
+
+
+def test_frontend_latest_pair_wins_while_one_is_processed(ros, kitti06):
+    """Live mode (``ros.drop_stale``, the default): pairs sent faster than the front end works
+    replace the waiting one; every pair is either processed or counted as stale, and the newest
+    one is always processed."""
+    from hndesc_ros.ros.common import topic_qos
+    from hndesc_ros.ros.conversions import stamp_to_ns
+    from hndesc_ros.ros.frontend_node import FrontendNode
+    node = FrontendNode(parameter_overrides=[
+        Parameter('features.extractor', value='rootsift'), Parameter('ros.reliable', value=True)])
+    h = Harness(node)
+    qos = topic_qos(True, 100)
+    pub = {s: h.io.create_publisher(Image, f'{s}/image_rect', qos) for s in ('left', 'right')}
+    info = {s: h.io.create_publisher(CameraInfo, f'{s}/camera_info', qos)
+            for s in ('left', 'right')}
+    got = []
+    h.io.create_subscription(PointCloud2, 'features/matches', got.append, qos)
+    seq = KittiSequence(kitti06, count=8)
+    try:
+        assert h.spin(lambda: pub['left'].get_subscription_count() > 0, 10)
+        info['left'].publish(info_msg(seq))
+        info['right'].publish(info_msg(seq, tx=-seq.calib.fx * seq.calib.baseline))
+        h.spin(lambda: node.frontend is not None, 10)
+        stamps = [(k + 1) * 10**8 for k in range(8)]
+        for k, ns in enumerate(stamps):                  # 8 pairs at once
+            fr = seq.frame(k)
+            pub['left'].publish(image_msg(fr.left, ns))
+            pub['right'].publish(image_msg(fr.right, ns))
+        done = lambda: node.frames + node.worker.stale == 8  # noqa: E731
+        assert h.spin(done, 60), (node.frames, node.worker.stale)
+        assert h.spin(lambda: len(got) == node.frames, 10)
+        assert node.worker.stale > 0 and not node.drops.counts
+        assert stamp_to_ns(got[-1].header.stamp) == stamps[-1]   # the newest one is processed
+    finally:
+        h.close()  # FrontendNode.destroy_node stops the worker thread
 
 
 def test_backend_survives_bad_camera_info_and_layout(ros, kitti06):

@@ -69,6 +69,7 @@ def test_run_as_background_job_stops_on_sigint_with_a_full_queue(tmp_path, bag):
     e = env()
     data = yaml.safe_load(open('config/vo.yaml'))
     data['frontend_node']['ros__parameters']['features']['extractor'] = 'residual'  # slow
+    data['frontend_node']['ros__parameters']['ros'].update(reliable=True, drop_stale=False)
     params = tmp_path / 'p.yaml'
     params.write_text(yaml.safe_dump(data))
     run = background(CLI + ['run', '--params', params], e, tmp_path / 'run.log')

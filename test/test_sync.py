@@ -60,3 +60,29 @@ def test_out_of_order_arrivals():
     s.push('left', 300, 'L3')
     assert s.push('right', 300, 'R3') == [(300, 'L3', 'R3')]
     assert s.dropped == {'left': 1, 'right': 0}
+
+
+def test_latest_worker_replaces_waiting_items_and_counts_them():
+    """Latest frame wins: while one item is processed, newer ones replace the waiting one."""
+    import threading
+    import time
+
+    from hndesc_ros.ros.sync import LatestWorker
+    done, started, release = [], threading.Event(), threading.Event()
+
+    def work(item):
+        started.set()
+        release.wait(5)
+        done.append(item)
+
+    w = LatestWorker(work)
+    w.submit(0)
+    assert started.wait(5)            # 0 is being processed
+    assert not w.submit(1)            # 1 waits
+    assert w.submit(2) and w.submit(3)  # 2 replaced 1, 3 replaced 2
+    release.set()
+    end = time.monotonic() + 5
+    while len(done) < 2 and time.monotonic() < end:
+        time.sleep(0.01)
+    w.stop()
+    assert done == [0, 3] and w.stale == 2

@@ -44,7 +44,7 @@ def test_landmark_keeps_its_id_across_frames_and_after_a_gap():
         hide = range(0, 600, 2) if k == 3 else ()   # half the landmarks missed in frame 3
         f, ur, idx = view(pts, desc, T, hide)
         obs = tr.track(f, ur, 0.1 * k, k)
-        assert np.abs(tr.T[:3, 3] - T[:3, 3]).max() < 1e-3
+        assert np.abs(tr.motion.T[:3, 3] - T[:3, 3]).max() < 1e-3
         for lm, tid in zip(idx, obs.track_ids):
             assert id_of.setdefault(lm, tid) == tid  # the same landmark, the same id
     # the landmarks hidden in frame 3 were found again in frame 4 under their old ids
@@ -95,3 +95,22 @@ def test_frames_without_stereo_or_keypoints_keep_the_tracker_alive():
     assert len(tr.track(f, np.full(len(f), np.nan, np.float32), 0.1, 1)) == 0  # no stereo
     obs = tr.track(f, ur, 0.2, 2)                                           # then a good one
     assert len(obs) == len(f) and len(tr.map) == len(f)
+
+
+def test_constant_velocity_scales_over_dropped_frames_and_ignores_jitter():
+    """Synthetic motion (exact): 0.8 m forward and 2 degrees of yaw per 0.1 s frame."""
+    from scipy.spatial.transform import Rotation
+
+    from hndesc_ros.vo.geometry import ConstantVelocity
+    V = make_T(Rotation.from_euler('y', 2, degrees=True).as_matrix(), [0, 0, 0.8])
+
+    def pose(k):
+        return np.linalg.matrix_power(V, k)
+
+    cv = ConstantVelocity()
+    for k in range(3):
+        cv.update(pose(k), 0.1 * k, measured=True)
+    assert np.allclose(cv.predict(0.3), pose(3), atol=1e-9)      # the next frame
+    assert np.allclose(cv.predict(0.303), pose(3), atol=1e-9)    # stamp jitter: ignored
+    assert np.allclose(cv.predict(0.4), pose(4), atol=1e-9)      # one frame dropped
+    assert np.allclose(cv.predict(0.6), pose(6), atol=1e-9)      # three dropped

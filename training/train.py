@@ -9,6 +9,12 @@
 Writes ``OUT/last.pt`` (full training state, every ``ckpt_every`` steps and on Ctrl-C),
 ``OUT/hndesc_<variant>.pt`` (release weights, fp16), ``OUT/log.csv`` and TensorBoard events
 when tensorboard is installed.
+
+Resuming is exact: a run killed at any point (even ``kill -9``) and continued with
+``--resume`` logs the same losses as an uninterrupted one from the checkpoint's step on
+(weights, optimiser, LR schedule, RNG states and data position are restored; ``log.csv`` keeps
+one row per step). Ctrl-C finishes the current step, saves and exits; a second Ctrl-C aborts.
+With ``max_minutes`` the run may end early and the LR schedule and progress bar follow time.
 """
 from __future__ import annotations
 
@@ -20,7 +26,9 @@ import logging
 import math
 import os
 import random
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,14 +43,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from data import HomographyPairs, PairConfig, list_images, warp_points  # noqa: E402
 from losses import batch_hard_hinge, detector_loss  # noqa: E402
+from resume import CheckpointError, read_training_checkpoint  # noqa: E402
+from resume import restore_training_state, rng_state, truncate_log  # noqa: E402
 
 from hndesc_ros.features.matching import match_torch  # noqa: E402
-from hndesc_ros.models import build_model, save_checkpoint  # noqa: E402
-from hndesc_ros.models.checkpoint import load_checkpoint  # noqa: E402
-from hndesc_ros.models.fusion import fuse, variant_config  # noqa: E402
+from hndesc_ros.models.checkpoint import save_checkpoint  # noqa: E402
+from hndesc_ros.models.fusion import build_model, fuse, variant_config  # noqa: E402
 from hndesc_ros.models.sampling import sample_dense_torch  # noqa: E402
 
 LOG = logging.getLogger('train')
+LOG_COLUMNS = ['step', 'loss', 'desc_loss', 'det_loss', 'acc', 'lr', 'val_mma3', 'seconds']
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / 'shared' / 'data'
 
@@ -170,9 +180,37 @@ def validate(model, ds: HomographyPairs, n: int, device) -> float:
 
 
 def set_seed(seed: int) -> None:
+    """Seed the Python, numpy and torch global RNGs."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+class StopRequest:
+    """Ctrl-C (SIGINT) asks the loop to stop after the current step, so that the state saved
+    then is a whole step's; a second Ctrl-C raises KeyboardInterrupt at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGINT, self._handle)
+            self._previous = previous if previous is not None else signal.default_int_handler
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+        signal.signal(signal.SIGINT, self._previous)
+        print('\nCtrl-C: stopping after this step (Ctrl-C again to abort)', file=sys.stderr)
+
+    def close(self) -> None:
+        """Put the previous SIGINT handler back."""
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def _worker_init(_worker_id: int) -> None:
+    """DataLoader workers ignore Ctrl-C; the main process stops them when it is done."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def main(argv=None) -> int:
@@ -187,8 +225,11 @@ def main(argv=None) -> int:
     p.add_argument('--device', help='auto, cpu, cuda')
     p.add_argument('--workers', type=int)
     p.add_argument('--seed', type=int)
-    p.add_argument('--resume', action='store_true', help='continue from OUT/last.pt')
+    p.add_argument('--resume', nargs='?', const='', metavar='CKPT',
+                   help='continue exactly from CKPT (default OUT/last.pt)')
     p.add_argument('--set', nargs='*', default=[], metavar='KEY=VALUE', help='config overrides')
+    p.add_argument('--kill-after-step', type=int, metavar='N',
+                   help='testing: SIGKILL this process right after step N (a crash)')
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(message)s')
 
@@ -210,6 +251,16 @@ def main(argv=None) -> int:
     if len(files) < 2:
         print('train.py: need at least 2 training images', file=sys.stderr)
         return 2
+    out = Path(cfg.out)
+    last = out / 'last.pt'
+    ckpt = Path(args.resume) if args.resume else last
+    blob = None
+    if args.resume is not None:
+        try:
+            blob = read_training_checkpoint(ckpt)
+        except CheckpointError as exc:
+            print(f'train.py: cannot resume: {exc}', file=sys.stderr)
+            return 2
 
     ddp = 'RANK' in os.environ and 'WORLD_SIZE' in os.environ
     rank, world = (int(os.environ['RANK']), int(os.environ['WORLD_SIZE'])) if ddp else (0, 1)
@@ -226,9 +277,8 @@ def main(argv=None) -> int:
 
     val_files = files[::10]
     train_files = [f for f in files if f not in set(val_files)]
-    out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    total = cfg.steps * cfg.batch_size
+    total = cfg.steps * cfg.batch_size * world  # each rank takes every world-th sample
     ds = HomographyPairs(train_files, cfg.pairs, cfg.seed, length=total)
     val_ds = HomographyPairs(val_files, cfg.pairs, cfg.seed + 1000, length=cfg.val_pairs)
 
@@ -250,20 +300,27 @@ def main(argv=None) -> int:
         return max(0.5 * (1 + math.cos(math.pi * progress())), 0.01)
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
-    last = out / 'last.pt'
-    if args.resume:
-        if not last.exists():
-            print(f'train.py: --resume but {last} does not exist', file=sys.stderr)
+    # The loader draws its worker seed from its own generator, not from the global torch RNG,
+    # so the global stream is the same whether or not the run was resumed.
+    loader_rng = torch.Generator().manual_seed(cfg.seed)
+    data_state = {'seed': cfg.seed, 'batch_size': cfg.batch_size, 'world': world}
+    if blob is not None:
+        try:
+            restore_training_state(ckpt, blob, model, opt, sched)
+        except CheckpointError as exc:
+            print(f'train.py: cannot resume: {exc}', file=sys.stderr)
             return 2
-        _, blob = load_checkpoint(last)
-        model.load_state_dict(blob['state_dict'])
-        opt.load_state_dict(blob['optimizer'])
-        sched.load_state_dict(blob['scheduler'])
-        step, elapsed = blob['step'], blob.get('elapsed', 0.0)
-        torch.set_rng_state(blob['torch_rng'])
-        np.random.set_state(blob['numpy_rng'])
-        random.setstate(blob['python_rng'])
-        LOG.info('resumed from %s at step %d', last, step)
+        step, elapsed = int(blob['step']), float(blob.get('elapsed', 0.0))
+        saved = blob.get('data', {})
+        ds.epoch = saved.get('epoch', ds.epoch)
+        if 'loader_rng' in saved:
+            loader_rng.set_state(saved['loader_rng'])
+        changed = [k for k, v in data_state.items() if saved.get(k, v) != v]
+        if changed:
+            LOG.warning('resuming with another %s than the checkpoint: the data order differs '
+                        'from an uninterrupted run', ', '.join(changed))
+        LOG.info('resumed from %s at step %d', ckpt, step)
+    data_state['loader_rng'] = loader_rng.get_state()  # before the loader draws its seed
     if ddp:  # same start everywhere; gradients are averaged after each backward
         for t in model.state_dict().values():
             torch.distributed.broadcast(t, 0)
@@ -276,31 +333,46 @@ def main(argv=None) -> int:
                 'images': len(train_files), 'config': dataclasses.asdict(cfg)}
         extra = {} if release else {
             'step': step, 'elapsed': elapsed, 'optimizer': opt.state_dict(),
-            'scheduler': sched.state_dict(), 'torch_rng': torch.get_rng_state(),
-            'numpy_rng': np.random.get_state(), 'python_rng': random.getstate()}
+            'scheduler': sched.state_dict(), **rng_state(),
+            'data': {**data_state, 'epoch': ds.epoch,
+                     'next_sample': step * cfg.batch_size * world}}
         save_checkpoint(path, model, meta, half=release, extra=extra)
+        return step
 
+    sampler = _Range(step * cfg.batch_size * world, total, rank, world)
     loader = torch.utils.data.DataLoader(
-        ds, batch_size=cfg.batch_size, sampler=_Range(step * cfg.batch_size, total, rank, world),
+        ds, batch_size=cfg.batch_size, sampler=sampler,
         num_workers=cfg.workers, pin_memory=device.type == 'cuda',
-        persistent_workers=False, drop_last=True)
+        persistent_workers=False, drop_last=True, generator=loader_rng,
+        worker_init_fn=_worker_init)
     writer = None
     if rank == 0:
         try:
             from torch.utils.tensorboard import SummaryWriter
-            writer = SummaryWriter(str(out / 'tb'))
+            # a resumed run hides the events logged after the checkpoint by the dead process
+            purge = step + 1 if blob is not None else None
+            writer = SummaryWriter(str(out / 'tb'), purge_step=purge)
         except Exception:  # tensorboard is optional
             writer = None
     log_path = out / 'log.csv'
-    new_log = not (args.resume and log_path.exists())
-    log_file = open(log_path, 'w' if new_log else 'a', newline='')
+    if rank == 0 and blob is not None:
+        dropped = truncate_log(log_path, step, LOG_COLUMNS)
+        if dropped:
+            LOG.info('%s: dropped %d rows after step %d or repeated (steps after the '
+                     'checkpoint are trained again)', log_path, dropped, step)
+    if rank == 0:
+        log_file = open(log_path, 'a' if blob is not None else 'w', newline='')
+    else:
+        log_file = open(os.devnull, 'w')
     log = csv.writer(log_file)
-    if new_log:
-        log.writerow(['step', 'loss', 'desc_loss', 'det_loss', 'acc', 'lr', 'val_mma3',
-                      'seconds'])
+    if blob is None:
+        log.writerow(LOG_COLUMNS)
+        log_file.flush()
     from tqdm import tqdm
     bar = tqdm(total=cfg.steps, initial=step, disable=rank != 0, dynamic_ncols=True)
     model.train()
+    stop = StopRequest()
+    saved_step = step if blob is not None and ckpt == last else None
     t_last = time.time()
     try:
         for batch in loader:
@@ -321,11 +393,11 @@ def main(argv=None) -> int:
             elapsed += now - t_last
             t_last = now
             val = ''
-            done = progress() >= 1.0
+            done, stopping = progress() >= 1.0, stop.requested
             if ddp:  # every rank stops at the same step
-                flag = torch.tensor(float(done), device=device)
-                torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-                done = bool(flag.item())
+                flags = torch.tensor([float(done), float(stopping)], device=device)
+                torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
+                done, stopping = bool(flags[0].item()), bool(flags[1].item())
             if rank == 0 and (step % cfg.val_every == 0 or done):
                 val = round(validate(model, val_ds, cfg.val_pairs, device), 4)
                 LOG.info('step %d val MMA@3 %.4f', step, val)
@@ -340,18 +412,27 @@ def main(argv=None) -> int:
                         writer.add_scalar(k, v, step)
                     if val != '':
                         writer.add_scalar('val_mma3', val, step)
+            if cfg.max_minutes > 0:  # the time cap may end the run first: estimate its steps
+                bar.total = round(step / progress())
             bar.set_postfix(loss=f'{stats["loss"]:.3f}', acc=f'{stats["acc"]:.2f}')
             bar.update(1)
-            if step % cfg.ckpt_every == 0:
-                save(last)
+            if step % cfg.ckpt_every == 0 or (stopping and not done):
+                saved_step = save(last)
+            if args.kill_after_step == step:
+                os.kill(os.getpid(), signal.SIGKILL)
+            if stopping and not done:
+                print(f'\ninterrupted at step {step}; saved {last} (continue with --resume)',
+                      file=sys.stderr)
+                return 130
             if done:
                 break
     except KeyboardInterrupt:
-        save(last)
-        print(f'\ninterrupted at step {step}; saved {last} (continue with --resume)',
-              file=sys.stderr)
+        kept = (f'{last} holds step {saved_step}' if saved_step is not None
+                else f'{last} was not written by this run')
+        print(f'\naborted in step {step + 1}; {kept} (continue with --resume)', file=sys.stderr)
         return 130
     finally:
+        stop.close()
         bar.close()
         log_file.close()
     save(last)

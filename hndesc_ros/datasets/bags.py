@@ -7,13 +7,16 @@ and ``/clock``. Storage is MCAP by default, sqlite3 on request; ``ros2 bag info`
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict, Iterator, Optional, Tuple
 
 import numpy as np
 
 from hndesc_ros.config import BAG_STORAGES
+from hndesc_ros.datasets.poses import write_tum
 from hndesc_ros.errors import HndescError
+from hndesc_ros.progress import progress_bar
 from hndesc_ros.se3 import to_quat
 
 TOPICS = {
@@ -32,15 +35,19 @@ def _typestore():
 
 
 def sequence_to_bag(seq, out: str | Path, storage: str = 'mcap', start_ns: int = 0,
-                    frame_prefix: str = '') -> Path:
+                    frame_prefix: str = '', progress: bool = False) -> Path:
     """Write a stereo sequence (KittiSequence or SyntheticSequence) as a ROS 2 bag.
 
     Args:
         seq: sequence with ``calib``, ``frame(k)``, ``times``, ``gt_relative()``.
         out: bag folder (must not exist).
         storage: 'mcap' or 'sqlite3'.
-        start_ns: stamp of frame 0 is ``start_ns + times[0]``; 0 keeps the dataset times
-            (a 0 stamp is avoided by adding 1 s).
+        progress: a progress bar on stderr.
+        start_ns: stamp of frame 0 is ``start_ns + times[0]``; 0 means 1 s (a 0 stamp means
+            "no time" to many ROS tools), so KITTI frame k is stamped 1 s + times[k].
+    Returns:
+        The bag folder. The ground truth (if the sequence has it) is written with the same
+        stamps to :func:`gt_tum_path` (TUM), ready for ``hndesc-vo eval-traj --format tum``.
     """
     from rosbags.rosbag2 import StoragePlugin, Writer
     out = Path(out)
@@ -59,12 +66,14 @@ def sequence_to_bag(seq, out: str | Path, storage: str = 'mcap', start_ns: int =
                                                   'Twist', 'Vector3')}
     c = seq.calib
     gt = seq.gt_relative()
-    plugin = StoragePlugin.MCAP if storage == 'mcap' else StoragePlugin.SQLITE3
     base_ns = start_ns or 1_000_000_000
+    if gt is not None:  # the ground truth with the bag's stamps, beside the bag
+        write_tum(gt_tum_path(out), (base_ns + np.round(np.asarray(seq.times) * 1e9)) / 1e9, gt)
+    plugin = StoragePlugin.MCAP if storage == 'mcap' else StoragePlugin.SQLITE3
     with Writer(out, version=9, storage_plugin=plugin) as writer:
         conns = {k: writer.add_connection(topic, mt, typestore=ts)
                  for k, (topic, mt) in TOPICS.items()}
-        for k in range(len(seq)):
+        for k in progress_bar(len(seq), out.name, enabled=progress, iterable=range(len(seq))):
             fr = seq.frame(k)
             ns = base_ns + int(round(float(seq.times[k]) * 1e9))
             stamp = Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
@@ -103,17 +112,37 @@ def sequence_to_bag(seq, out: str | Path, storage: str = 'mcap', start_ns: int =
     return out
 
 
+def gt_tum_path(bag: str | Path) -> Path:
+    """Where :func:`sequence_to_bag` writes the ground truth (TUM, the bag's stamps):
+    ``<bag>_groundtruth_tum.txt`` beside the bag folder."""
+    bag = Path(bag)
+    return bag.with_name(f'{bag.name}_groundtruth_tum.txt')
+
+
+@contextmanager
+def _open(path: str | Path):
+    """A rosbags Reader whose failures to open are one HndescError line naming the bag."""
+    from rosbags.rosbag2 import Reader
+    path = Path(path)
+    if not path.exists():
+        raise HndescError(f'bag not found: {path}')
+    try:
+        reader = Reader(path)
+        reader.open()
+    except Exception as exc:  # rosbags' own errors for a broken metadata.yaml or storage
+        raise HndescError(f'{path}: not a readable ROS 2 bag, truncated or corrupt ({exc})') \
+            from None
+    try:
+        yield reader
+    finally:
+        reader.close()
+
+
 def bag_topics(path: str | Path, topics: Optional[set] = None) -> Dict[str, str]:
     """{topic: msgtype} of a bag (only ``topics`` if given), read from its metadata."""
-    from rosbags.rosbag2 import Reader
-    try:
-        with Reader(_existing(path)) as reader:
-            return {c.topic: c.msgtype for c in reader.connections
-                    if topics is None or c.topic in topics}
-    except HndescError:
-        raise
-    except Exception as exc:  # rosbags' own errors for a missing or broken metadata.yaml
-        raise HndescError(f'{path}: not a readable ROS 2 bag ({exc})') from None
+    with _open(path) as reader:
+        return {c.topic: c.msgtype for c in reader.connections
+                if topics is None or c.topic in topics}
 
 
 def read_bag(path: str | Path, topics: Optional[set] = None
@@ -124,10 +153,9 @@ def read_bag(path: str | Path, topics: Optional[set] = None
         HndescError: the bag is missing, or cannot be read further (truncated or corrupt
             storage): the message says after how many messages; those were yielded.
     """
-    from rosbags.rosbag2 import Reader
     n = 0
     try:
-        with Reader(_existing(path)) as reader:
+        with _open(path) as reader:
             conns = [c for c in reader.connections if topics is None or c.topic in topics]
             for conn, ns, raw in reader.messages(connections=conns):
                 n += 1
@@ -140,16 +168,8 @@ def read_bag(path: str | Path, topics: Optional[set] = None
                           f'({type(exc).__name__}: {reason})') from None
 
 
-def _existing(path: str | Path) -> Path:
-    path = Path(path)
-    if not path.exists():
-        raise HndescError(f'bag not found: {path}')
-    return path
-
-
 def bag_info(path: str | Path) -> dict:
     """{'duration_s', 'messages', 'topics': {topic: (msgtype, count)}}."""
-    from rosbags.rosbag2 import Reader
-    with Reader(Path(path)) as reader:
+    with _open(path) as reader:
         return {'duration_s': reader.duration / 1e9, 'messages': reader.message_count,
                 'topics': {c.topic: (c.msgtype, c.msgcount) for c in reader.connections}}

@@ -131,14 +131,37 @@ def find_scenes(root: str | Path) -> List[Path]:
 
 
 def evaluate(root: str | Path, extractors: Dict[str, Callable[[np.ndarray], Features]],
-             budget: int = 0) -> Dict[str, Dict]:
-    """Evaluate named extractors on every scene under ``root``; per-method scene means."""
+             budget: int = 0, progress: bool = False) -> Dict[str, Dict]:
+    """Evaluate named extractors on every scene under ``root``; per-method scene means.
+
+    Args:
+        root: one scene folder or a folder holding scenes (see :func:`find_scenes`).
+        extractors: name -> function image -> Features.
+        budget: if > 0, keep only the strongest ``budget`` keypoints of each image.
+        progress: show a tqdm bar on stderr over (method, scene) steps.
+    """
+    scenes = find_scenes(root)
+    bar = None
+    if progress:
+        from hndesc_ros.progress import progress_bar
+        bar = progress_bar(len(extractors) * len(scenes),
+                           'HPatches' + (f' ({budget} keypoints)' if budget else ''), 'scene')
     out = {}
-    for name, fn in extractors.items():
-        per_scene = [evaluate_scene(s, fn, budget) for s in find_scenes(root)]
-        mean = summarise([p for s in per_scene for p in s['pairs']])
-        mean.pop('pairs')
-        out[name] = mean
+    try:
+        for name, fn in extractors.items():
+            per_scene = []
+            for scene in scenes:
+                if bar is not None:
+                    bar.set_postfix_str(f'{name} on {scene.name}')
+                per_scene.append(evaluate_scene(scene, fn, budget))
+                if bar is not None:
+                    bar.update()
+            mean = summarise([p for s in per_scene for p in s['pairs']])
+            mean.pop('pairs')
+            out[name] = mean
+    finally:
+        if bar is not None:
+            bar.close()
     return out
 
 

@@ -7,18 +7,20 @@ are used on CUDA. On the CPU the same code runs eagerly (used by the tests).
 """
 from __future__ import annotations
 
-from typing import Dict, Tuple
+from dataclasses import replace
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from hndesc_ros.config import Config
-from hndesc_ros.errors import ConfigError
-from hndesc_ros.features.extractor import resolve_weights
+from hndesc_ros.errors import ConfigError, ImageError
+from hndesc_ros.features.extractor import HANDCRAFTED, resolve_weights
 from hndesc_ros.features.matching import stereo_mask
 from hndesc_ros.models.checkpoint import load_checkpoint
 from hndesc_ros.models.sampling import sample_dense_torch
+from hndesc_ros.types import Features
 
 
 def topk_keypoints(scores: torch.Tensor, k: int, nms_radius: int = 4, threshold: float = 0.005,
@@ -69,17 +71,25 @@ class GpuStereoFrontend:
             ``fp16`` (autocast, CUDA only), ``max_keypoints`` (the static top-k),
             ``nms_radius``, ``detection_threshold`` and ``border``; ``matching`` the stereo row
             and disparity limits and the ``max_distance`` of the mutual NN.
-        height, width: image size (fixed: the CUDA graph is captured for it).
+        height, width: image size (fixed: the CUDA graph is captured for it); None: taken from
+            the first frame (buffers and graph are made then).
         graph: capture the whole frame in a CUDA graph (CUDA only).
     Raises:
         ConfigError: the model has no detector head.
+        WeightsError: the weights cannot be loaded (at construction, not at the first frame).
     """
 
-    def __init__(self, cfg: Config, height: int, width: int, graph: bool = True) -> None:
+    static_shapes = True  # what StereoFrontend looks for
+
+    def __init__(self, cfg: Config, height: Optional[int] = None, width: Optional[int] = None,
+                 graph: bool = True) -> None:
         self.features, self.matching = cfg.features, cfg.matching
         features = cfg.features
         self.device = torch.device(features.device)
-        self.model, _ = load_checkpoint(resolve_weights(features))
+        if features.extractor in HANDCRAFTED and not features.weights:
+            raise ConfigError(f'the GPU front end runs a network with a detector head (e.g. '
+                              f'cnn, residual), not features.extractor={features.extractor!r}')
+        self.model, _ = load_checkpoint(resolve_weights(replace(features, backend='torch')))
         if not self.model.cfg.detector:
             raise ConfigError(f'the GPU front end needs learned keypoints: model '
                               f'{features.weights or features.extractor!r} has no detector head')
@@ -89,6 +99,17 @@ class GpuStereoFrontend:
         if cuda:
             self.model = self.model.to(memory_format=torch.channels_last)
             torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick kernels
+        self.use_graph = graph and cuda
+        self.graph = None
+        self.static_out = None
+        self.h = self.w = None
+        if height is not None and width is not None:
+            self._setup(height, width)
+
+    def _setup(self, height: int, width: int) -> None:
+        """Static buffers (and the CUDA graph) for one image size."""
+        cuda = self.device.type == 'cuda'
+        features = self.features
         self.h, self.w = height, width
         self.hp, self.wp = (height + 7) // 8 * 8, (width + 7) // 8 * 8
         self.k = features.max_keypoints
@@ -99,9 +120,7 @@ class GpuStereoFrontend:
         # previous left frame, kept on the device so temporal matching stays inside the graph
         self.prev_desc = torch.zeros(self.k, dim, device=self.device)
         self.prev_valid = torch.zeros(self.k, dtype=torch.bool, device=self.device)
-        self.graph = None
-        self.static_out = None
-        if graph and cuda:
+        if self.use_graph:
             self._capture()
 
     @torch.inference_mode()
@@ -146,6 +165,11 @@ class GpuStereoFrontend:
         and ``valid`` (2, k), ``desc`` (2, k, D), ``stereo`` (k,) index of each left keypoint's
         right match or -1, ``temporal`` (k,) index into the previous left frame's keypoints
         or -1."""
+        if self.h is None:
+            self._setup(*left.shape[:2])
+        if left.shape[:2] != (self.h, self.w) or right.shape[:2] != (self.h, self.w):
+            raise ImageError(f'the static front end was set up for {self.w}x{self.h} images, '
+                             f'got {left.shape[1]}x{left.shape[0]}', 'bad_image_size')
         self.host[0].copy_(torch.from_numpy(np.ascontiguousarray(left)))
         self.host[1].copy_(torch.from_numpy(np.ascontiguousarray(right)))
         dev = self.host.to(self.device, non_blocking=True).float().div_(255.0)
@@ -161,3 +185,23 @@ class GpuStereoFrontend:
         else:
             out = self._forward()
         return out
+
+    def stereo_features(self, left: np.ndarray, right: np.ndarray
+                        ) -> Tuple[Features, np.ndarray]:
+        """The CPU front end's contract (:meth:`StereoFrontend.stereo_features`): the left
+        image's Features (valid keypoints, strongest first, CNN descriptors) and the right-image
+        u of each keypoint (NaN: no stereo match)."""
+        out = self.process(left, right)
+        valid = out['valid'][0]
+        xy_right = out['xy'][1, :, 0]
+        stereo = out['stereo'][valid]
+        u_right = torch.where(stereo >= 0, xy_right[stereo.clamp(min=0)],
+                              torch.full_like(xy_right[:1], float('nan')).expand(len(stereo)))
+        f = Features(out['xy'][0][valid].float().cpu().numpy(),
+                     out['desc'][0][valid].float().cpu().numpy(),
+                     out['scores'][0][valid].float().cpu().numpy(),
+                     image_size=(self.w, self.h))
+        return f, u_right.float().cpu().numpy()
+
+    def close(self) -> None:
+        """Nothing to stop (same interface as the Extractor)."""

@@ -1,14 +1,21 @@
-"""Mutual nearest-neighbour matching with ratio test (numpy and torch), stereo row constraint.
+"""Mutual nearest-neighbour matching with ratio test (numpy and torch), stereo row constraint,
+and RANSAC geometric verification of matches.
 
 torch is imported only by :func:`match_torch` (the CPU runtime runs without it).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Optional, Tuple
 
+import cv2
 import numpy as np
 
+from hndesc_ros.errors import HndescError
 from hndesc_ros.types import Matches
+
+LOG = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import torch
@@ -96,3 +103,67 @@ def match_stereo(left, right, cfg) -> Matches:
     mask = stereo_mask(left.keypoints, right.keypoints, cfg.stereo_max_row_diff,
                        cfg.stereo_min_disparity, cfg.stereo_max_disparity)
     return match_numpy(left.descriptors, right.descriptors, cfg.ratio, cfg.max_distance, mask)
+
+
+GEOMETRIES = ('fundamental', 'homography')
+MIN_MATCHES = {'fundamental': 8, 'homography': 4}
+
+
+@dataclass
+class Verification:
+    """Result of :func:`verify_matches`.
+
+    Attributes:
+        inliers: (K,) bool, one per match.
+        model: (3, 3) fundamental matrix or homography; None when RANSAC found none.
+        geometry: 'fundamental' or 'homography'.
+        threshold: RANSAC inlier threshold (px).
+    """
+
+    inliers: np.ndarray
+    model: Optional[np.ndarray]
+    geometry: str
+    threshold: float
+
+    @property
+    def counts(self) -> Tuple[int, int]:
+        """(inliers, outliers)."""
+        n_in = int(self.inliers.sum())
+        return n_in, len(self.inliers) - n_in
+
+
+def verify_matches(kp0: np.ndarray, kp1: np.ndarray, matches: np.ndarray,
+                   geometry: str = 'fundamental', threshold: float = 3.0,
+                   confidence: float = 0.999, max_iters: int = 5000) -> Verification:
+    """RANSAC geometric verification of matches (OpenCV).
+
+    Args:
+        kp0, kp1: (N0, 2), (N1, 2) keypoints (x, y) in pixels.
+        matches: (K, 2) indices into kp0 and kp1.
+        geometry: 'fundamental' (cv2.findFundamentalMat: distance to the epipolar line) or
+            'homography' (cv2.findHomography: reprojection error in image 1).
+        threshold: inlier threshold (px).
+        confidence, max_iters: RANSAC stopping criteria.
+    Returns:
+        Verification; every match is an outlier when there are too few matches (8 for a
+        fundamental matrix, 4 for a homography) or RANSAC finds no model.
+    """
+    if geometry not in GEOMETRIES:
+        raise HndescError(f'geometry must be one of {", ".join(GEOMETRIES)}, got {geometry!r}')
+    matches = np.asarray(matches, np.int64).reshape(-1, 2)
+    inliers = np.zeros(len(matches), bool)
+    if len(matches) < MIN_MATCHES[geometry]:
+        LOG.warning('%d matches: too few for a %s RANSAC', len(matches), geometry)
+        return Verification(inliers, None, geometry, threshold)
+    p0 = np.ascontiguousarray(kp0[matches[:, 0]], np.float64)
+    p1 = np.ascontiguousarray(kp1[matches[:, 1]], np.float64)
+    if geometry == 'fundamental':
+        model, mask = cv2.findFundamentalMat(p0, p1, cv2.FM_RANSAC, threshold, confidence,
+                                             max_iters)
+    else:
+        model, mask = cv2.findHomography(p0, p1, cv2.RANSAC, threshold, maxIters=max_iters,
+                                         confidence=confidence)
+    if model is None or mask is None or model.shape != (3, 3):
+        LOG.warning('%s RANSAC found no model on %d matches', geometry, len(matches))
+        return Verification(inliers, None, geometry, threshold)
+    return Verification(mask.ravel().astype(bool), model, geometry, threshold)

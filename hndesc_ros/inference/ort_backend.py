@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Dict, Optional
 
@@ -40,9 +41,8 @@ class OrtBackend(Backend):
             self.session = ort.InferenceSession(
                 str(path), opts, providers=providers or ['CPUExecutionProvider'])
         except Exception as exc:  # onnxruntime raises its own Fail / InvalidProtobuf types
-            reason = str(exc).splitlines()[0][-120:]
-            raise WeightsError(f'{path}: not an ONNX model onnxruntime can load ({reason})') \
-                from None
+            raise WeightsError(f'{path}: not an ONNX model onnxruntime can load '
+                               f'({ort_reason(exc)})') from None
         self.model_cfg = model_config_of(self.session.get_modelmeta().custom_metadata_map, path)
         self.path = path
         self.outputs = [o.name for o in self.session.get_outputs()]
@@ -57,6 +57,14 @@ class OrtBackend(Backend):
                              else np.zeros((1, 128), np.float32))
         res = dict(zip(self.outputs, self.session.run(None, feeds)))
         return self.finish(res, sift, with_scores)
+
+
+def ort_reason(exc: Exception) -> str:
+    """'[ONNXRuntimeError] : 7 : INVALID_PROTOBUF : Load model from F failed:Protobuf parsing
+    failed.' -> 'INVALID_PROTOBUF: Protobuf parsing failed.' (the file is named already)."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    m = re.search(r':\s*([A-Z_]+)\s*:.*?failed:\s*(.*)$', text)
+    return f'{m.group(1)}: {m.group(2)}' if m else text[-120:]
 
 
 def model_config_of(meta: Dict[str, str], path: Path) -> ModelConfig:

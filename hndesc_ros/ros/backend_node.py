@@ -61,10 +61,12 @@ class BackendNode(Node):
                                        'are still published)')
 
     def _on_info(self, side: str, msg: CameraInfo) -> None:
-        if self.odometry is not None:
-            return
+        """Validate every CameraInfo (bad ones are counted); the first valid one (both sides
+        in stereo) starts the odometry."""
         try:
             camera_info_projection(msg)
+            if self.odometry is not None:
+                return
             self.info[side] = msg
             if self.mono or ('left' in self.info and 'right' in self.info):
                 calib = calib_from_camera_info(self.info['left'], self.info.get('right'))
@@ -74,7 +76,7 @@ class BackendNode(Node):
                                        f'{calib.baseline:.3f} m')
         except HndescError as exc:
             self.info.pop(side, None)
-            self.drops.drop('bad_camera_info', str(exc))
+            self.drops.drop(exc.reason, str(exc))
             self._status()
 
     def _on_matches(self, msg: PointCloud2) -> None:
@@ -113,6 +115,8 @@ class BackendNode(Node):
         self.pub_odom.publish(odom)
         self.path.header.stamp = stamp
         self.path.poses.append(pose)
+        if r.path_length and len(self.path.poses) > r.path_length:
+            del self.path.poses[0]  # a robot runs for hours: memory and message stay bounded
         self.pub_path.publish(self.path)
         if self.tf is not None:
             self.tf.sendTransform(tf)

@@ -9,32 +9,27 @@ from pathlib import Path
 
 from hndesc_ros.config import BAG_STORAGES, TRAJECTORY_FORMATS
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent.parent / 'config'
+#: ``run --exact``: reliable inputs and every pair processed in order (bag replay)
+EXACT_REPLAY = ('-p', 'ros.reliable:=true', '-p', 'ros.drop_stale:=false')
 
 
 def default_params() -> Path:
     """config/vo.yaml of the source tree, or of the installed share/ folder."""
-    candidates = [CONFIG_DIR / 'vo.yaml']
-    try:
-        from ament_index_python.packages import get_package_share_directory
-        candidates.append(Path(get_package_share_directory('hndesc_ros')) / 'config' / 'vo.yaml')
-    except Exception:  # not installed through colcon / ament index: source tree only
-        pass
-    for c in candidates:
-        if c.is_file():
-            return c
-    from hndesc_ros.errors import HndescError
-    raise HndescError('config/vo.yaml not found; pass --params FILE')
+    from hndesc_ros.config import package_file
+    return package_file('config', 'vo.yaml')
 
 
 def cmd_kitti2bag(args) -> int:
-    from hndesc_ros.datasets.bags import bag_info, sequence_to_bag
+    from hndesc_ros.datasets.bags import bag_info, gt_tum_path, sequence_to_bag
     from hndesc_ros.datasets.kitti import KittiSequence
     seq = KittiSequence(args.sequence, args.first, args.count, color=args.color)
-    out = sequence_to_bag(seq, args.out, args.storage)
+    out = sequence_to_bag(seq, args.out, args.storage, progress=True)
     info = bag_info(out)
     print(f'wrote {out} ({args.storage}): {len(seq)} frames, {info["messages"]} messages, '
           f'{info["duration_s"]:.1f} s')
+    if seq.gt_relative() is not None:
+        print(f'ground truth with the bag\'s stamps (for eval-traj --format tum): '
+              f'{gt_tum_path(out)}')
     for topic, (mt, n) in info['topics'].items():
         print(f'  {topic:<22} {mt:<30} {n}')
     return 0
@@ -42,7 +37,7 @@ def cmd_kitti2bag(args) -> int:
 
 def cmd_play(args) -> int:
     from hndesc_ros.ros.player import play
-    n = play(args.bag, args.rate, args.loop, args.wait)
+    n = play(args.bag, args.rate, args.loop, args.wait, progress=True)
     print(f'published {n} messages from {args.bag}')
     return 0
 
@@ -73,7 +68,7 @@ def cmd_run(args) -> int:
     params = Path(args.params) if args.params else default_params()
     load_config(params)  # validate before starting anything
     stop = stop_on_signals()
-    extra = []
+    extra = list(EXACT_REPLAY) if args.exact else []
     for remap in args.remap or []:
         extra += ['-r', remap]
     procs = [subprocess.Popen(node_command(n, params, extra))
@@ -120,6 +115,9 @@ def add_commands(sub) -> None:
     s = sub.add_parser('run', help='start the front-end and back-end nodes (no ros2 CLI needed)')
     s.add_argument('--params', help='ROS params YAML (default config/vo.yaml)')
     s.add_argument('--remap', action='append', help='from:=to, passed to both nodes')
+    s.add_argument('--exact', action='store_true',
+                   help='bag replay: reliable QoS, every stereo pair processed in order '
+                   '(default: SensorDataQoS, the latest pair wins while one is processed)')
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser('record-odom', help='write received odometry as a trajectory file')

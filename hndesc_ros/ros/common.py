@@ -9,6 +9,7 @@ under a running callback (the traceback, and the lost poses, of ``record-odom`` 
 """
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -64,10 +65,12 @@ class DropCounter:
     def __init__(self, logger) -> None:
         self.logger = logger
         self.counts = Counter()
+        self._lock = threading.Lock()  # the front end drops from two threads
 
     def drop(self, reason: str, detail: str = '') -> None:
-        self.counts[reason] += 1
-        n = self.counts[reason]
+        with self._lock:
+            self.counts[reason] += 1
+            n = self.counts[reason]
         if n == 1 or n % 50 == 0:
             self.logger.warning(f'dropped input ({reason}, {n} so far): {detail}')
 
@@ -84,26 +87,56 @@ def stop_on_signals() -> threading.Event:
     return stop
 
 
+def use_large_data_profile() -> None:
+    """Point Fast DDS at config/fastdds_large_data.xml (16 MB shared-memory segment: large
+    best-effort images are not lost between processes) unless the user set a profile file."""
+    if 'FASTDDS_DEFAULT_PROFILES_FILE' not in os.environ:
+        from hndesc_ros.config import package_file
+        os.environ['FASTDDS_DEFAULT_PROFILES_FILE'] = str(
+            package_file('config', 'fastdds_large_data.xml'))
+
+
 def init_ros(args=None) -> threading.Event:
-    """rclpy.init without rclpy's signal handlers; returns the stop event of ours."""
+    """rclpy.init (with the large-data transport profile, without rclpy's signal handlers);
+    returns the stop event of ours."""
     from rclpy.signals import SignalHandlerOptions
+    use_large_data_profile()
     stop = stop_on_signals()
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     return stop
+
+
+TEARDOWN_S = 1.5  # longest a node's teardown may take before the process exits anyway
+
+
+@contextmanager
+def teardown_deadline(seconds: float = TEARDOWN_S) -> Iterator[None]:
+    """Bound the teardown of rclpy and DDS: once seen (1 in ~10 stops, Fast DDS with its default
+    transports), destroying a node spun in native code holding the GIL, so no Python thread or
+    signal handler could end it. faulthandler's watchdog is a C thread: past the deadline it
+    prints where the process hung and exits (code 1); nothing is lost (the recorder flushes
+    every pose, the nodes keep no files)."""
+    import faulthandler
+    faulthandler.dump_traceback_later(seconds, exit=True)
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
 
 
 @contextmanager
 def ros_node(name: str) -> Iterator[Tuple[Node, threading.Event]]:
     """rclpy initialised, one plain node (for tools such as the player and the recorder) and
     the stop event that SIGINT / SIGTERM set; node and rclpy are shut down on leaving, however
-    the block ends."""
+    the block ends (within :data:`TEARDOWN_S`)."""
     stop = init_ros()
     node = Node(name)
     try:
         yield node, stop
     finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+        with teardown_deadline():
+            node.destroy_node()
+            rclpy.try_shutdown()
 
 
 def spin_until(node: Node, stop: threading.Event, done: Callable[[], bool] = lambda: False,
@@ -132,7 +165,8 @@ def spin_node(node_cls, args=None) -> int:
         print(f'{node_cls.__name__}: invalid configuration: {exc}', file=sys.stderr)
         return 2
     finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+        with teardown_deadline():
+            if node is not None:
+                node.destroy_node()  # the node's own threads first (a frame in progress ends)
+            rclpy.try_shutdown()
     return 0

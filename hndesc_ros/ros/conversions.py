@@ -47,13 +47,14 @@ def image_to_numpy(msg: Image) -> np.ndarray:
     """sensor_msgs/Image -> (H, W) uint8 or (H, W, 3) BGR uint8; ImageError otherwise."""
     enc = msg.encoding
     if enc not in SUPPORTED_ENCODINGS:
-        raise ImageError(f'unsupported image encoding {enc!r} (use mono8, bgr8 or rgb8)')
+        raise ImageError(f'unsupported image encoding {enc!r} (use mono8, bgr8 or rgb8)',
+                         'bad_encoding')
     channels = 1 if enc in ('mono8', '8UC1') else 3
     h, w, step = int(msg.height), int(msg.width), int(msg.step)
     data = np.frombuffer(bytes(msg.data), np.uint8)
     if h == 0 or w == 0 or step < w * channels or len(data) < h * step:
         raise ImageError(f'image {w}x{h} ({enc}) has inconsistent size/step/data '
-                         f'({step} B/row, {len(data)} B)')
+                         f'({step} B/row, {len(data)} B)', 'bad_image_size')
     img = data[:h * step].reshape(h, step)[:, :w * channels]
     img = img.reshape(h, w, channels) if channels == 3 else img
     if enc == 'rgb8':
@@ -68,7 +69,7 @@ def stereo_to_numpy(left: Image, right: Optional[Image]
     rim = image_to_numpy(right) if right is not None else None
     if rim is not None and rim.shape[:2] != lim.shape[:2]:
         raise ImageError(f'left {lim.shape[1]}x{lim.shape[0]} and right '
-                         f'{rim.shape[1]}x{rim.shape[0]} sizes differ')
+                         f'{rim.shape[1]}x{rim.shape[0]} sizes differ', 'stereo_size_mismatch')
     return lim, rim
 
 

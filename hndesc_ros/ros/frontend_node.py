@@ -4,11 +4,15 @@ Subscribes (relative, remappable): ``left/image_rect``, ``right/image_rect``,
 ``left/camera_info``, ``right/camera_info`` (or ``image`` + ``camera_info`` with vo.mono).
 The tracker projects its local map with the camera model, so the front end starts once
 CameraInfo has arrived (stereo pairs that come earlier wait, up to ``ros.queue_size``).
+With ``ros.drop_stale`` (default, live cameras) pairs are processed in a worker thread and the
+newest complete pair replaces one still waiting (counted as ``stale_dropped``): latency stays
+bounded at any input rate. Without it every pair is processed in order (exact bag replay).
 It also subscribes ``backend/landmarks`` (landmark positions refined by the back end's mapper,
 applied to the local map).
 Publishes: ``features/matches`` (PointCloud2, layout in conversions.py), ``features/timing``
 (std_msgs/String, JSON of milliseconds per stage), ``features/debug_image`` (only while someone
-subscribes), ``frontend/status`` (String, JSON counters of processed and dropped inputs).
+subscribes), ``frontend/status`` (String, JSON: frames processed, bad inputs dropped by reason,
+stale pairs replaced).
 """
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ from hndesc_ros.ros.conversions import (calib_from_camera_info, camera_info_proj
                                         cloud_to_landmarks, debug_image, observations_to_cloud,
                                         stamp_to_ns, stereo_to_numpy)
 from hndesc_ros.ros.params import declare_config
-from hndesc_ros.ros.sync import StereoSynchronizer
+from hndesc_ros.ros.sync import LatestWorker, StereoSynchronizer
 
 
 class FrontendNode(Node):
@@ -35,8 +39,10 @@ class FrontendNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__('frontend_node', **kwargs)
         self.cfg = declare_config(self, ('features', 'matching', 'vo', 'ros'))
-        from hndesc_ros.features.extractor import Extractor
-        self.extractor = Extractor(self.cfg.features)  # weights load (and fail) at start-up
+        from hndesc_ros.vo.pipeline import feature_source
+        # CPU path, or the static GPU front end with features.device cuda; weights load (and
+        # fail, with one line) at start-up
+        self.extractor = feature_source(self.cfg)
         self.frontend = None                            # built once CameraInfo is in
         self.origin_ns: Optional[int] = None            # stamp of the first tracked frame
         self.info: Dict[str, CameraInfo] = {}
@@ -48,6 +54,9 @@ class FrontendNode(Node):
         self.frames = 0
         self.last_ns = None
         self.sync = StereoSynchronizer(int(r.sync_tolerance * 1e9), r.queue_size)
+        self.landmarks: deque = deque()  # refined by the back end, applied before a frame
+        self.worker = (LatestWorker(lambda item: self._process(*item), 'hndesc-frontend')
+                       if r.drop_stale else None)
         if self.mono:
             self.create_subscription(Image, 'image', self._on_mono, qos)
         else:
@@ -90,7 +99,7 @@ class FrontendNode(Node):
         from hndesc_ros.vo.pipeline import StereoFrontend
         self.frontend = StereoFrontend(calib, self.cfg, self.extractor)
         while self.waiting:
-            self._process(*self.waiting.popleft())
+            self._accept(*self.waiting.popleft())
 
     def _on_landmarks(self, msg: PointCloud2) -> None:
         if self.frontend is None:
@@ -101,17 +110,16 @@ class FrontendNode(Node):
                             f'{stamp_to_ns(msg.header.stamp)} ns != {self.origin_ns} ns')
             return self._status()
         try:
-            ids, points = cloud_to_landmarks(msg)
+            self.landmarks.append(cloud_to_landmarks(msg))
         except HndescError as exc:
             self.drops.drop('bad_landmarks', str(exc))
             return self._status()
-        self.frontend.tracker_update(ids, points)
 
     def _on_image(self, side: str, msg: Image) -> None:
         stamp = stamp_to_ns(msg.header.stamp)
         before = sum(self.sync.dropped.values())
         for ts, left, right in self.sync.push(side, stamp, msg):
-            self._process(ts, left, right)
+            self._accept(ts, left, right)
         lost = sum(self.sync.dropped.values()) - before
         for _ in range(lost):
             self.drops.drop('unpaired_image', 'no stereo partner with a matching stamp')
@@ -119,14 +127,24 @@ class FrontendNode(Node):
             self._status()
 
     def _on_mono(self, msg: Image) -> None:
-        self._process(stamp_to_ns(msg.header.stamp), msg, None)
+        self._accept(stamp_to_ns(msg.header.stamp), msg, None)
 
-    def _process(self, stamp_ns: int, lmsg: Image, rmsg: Optional[Image]) -> None:
+    def _accept(self, stamp_ns: int, lmsg: Image, rmsg: Optional[Image]) -> None:
+        """A complete pair (or mono frame): wait for calibration, or go to the worker (latest
+        wins), or be processed now (every frame in order)."""
         if self.frontend is None:
             if len(self.waiting) == self.waiting.maxlen:
                 self.drops.drop('no_calibration', 'stereo pair before camera_info')
             self.waiting.append((stamp_ns, lmsg, rmsg))
-            return
+        elif self.worker is not None:
+            if self.worker.submit((stamp_ns, lmsg, rmsg)):
+                self._status()
+        else:
+            self._process(stamp_ns, lmsg, rmsg)
+
+    def _process(self, stamp_ns: int, lmsg: Image, rmsg: Optional[Image]) -> None:
+        while self.landmarks:
+            self.frontend.tracker_update(*self.landmarks.popleft())
         if self.last_ns is not None and stamp_ns == self.last_ns:
             self.drops.drop('duplicate_stamp', f'stamp {stamp_ns} ns seen already')
             return self._status()
@@ -137,7 +155,7 @@ class FrontendNode(Node):
             left, right = stereo_to_numpy(lmsg, rmsg)
             obs = self.frontend.process(left, right, stamp_ns * 1e-9, self.frames)
         except HndescError as exc:
-            self.drops.drop('bad_image', str(exc))
+            self.drops.drop(exc.reason, str(exc))  # bad_encoding, bad_image_size, ...
             return self._status()
         self.last_ns = stamp_ns
         if self.origin_ns is None:
@@ -151,14 +169,20 @@ class FrontendNode(Node):
         self._status()
 
     def destroy_node(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()  # the frame in progress finishes, the waiting one is dropped
         if self.frontend is not None:
             self.frontend.close()
-        self.extractor.close()  # the SIFT worker threads
+        self.extractor.close()  # the SIFT worker threads (CPU path)
         super().destroy_node()
 
     def _status(self) -> None:
+        stale = self.worker.stale if self.worker is not None else 0
+        tracker = self.frontend.tracker if self.frontend is not None else None
         self.pub_status.publish(String(data=json.dumps(
-            {'frames': self.frames, 'dropped': dict(self.drops.counts)})))
+            {'frames': self.frames, 'dropped': dict(self.drops.counts), 'stale_dropped': stale,
+             'tracking_lost': getattr(tracker, 'lost', 0),
+             'relocalised': getattr(tracker, 'relocalised', 0)})))
 
 
 def main(args=None) -> int:

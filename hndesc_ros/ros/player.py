@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import importlib
 import time
+from pathlib import Path
 from typing import Optional
 
-from hndesc_ros.datasets.bags import bag_topics, read_bag
+from hndesc_ros.datasets.bags import bag_info, bag_topics, read_bag
 from hndesc_ros.errors import HndescError
+from hndesc_ros.progress import progress_bar
 from hndesc_ros.ros.common import ros_node, topic_qos
 
 
@@ -20,9 +22,9 @@ def message_class(msgtype: str):
 
 
 def play(bag: str, rate: float = 1.0, loop: bool = False, wait: float = 0.0,
-         topics: Optional[set] = None, depth: int = 1000) -> int:
+         topics: Optional[set] = None, depth: int = 1000, progress: bool = False) -> int:
     """Replay ``bag``; returns the number of messages published. SIGINT / SIGTERM stop it
-    between two messages.
+    between two messages. ``progress``: a bar on stderr (one pass of the bag).
 
     Raises:
         HndescError: bad rate, missing bag, or a bag that cannot be read to its end (the
@@ -42,9 +44,12 @@ def play(bag: str, rate: float = 1.0, loop: bool = False, wait: float = 0.0,
                     p.get_subscription_count() > 0 for p in images):
                 time.sleep(0.05)
             stop.wait(0.5)
+        total = bag_info(bag)['messages'] if progress else 0
+        bar = progress_bar(total, f'play {Path(bag).name}', 'msg', enabled=progress)
         try:
             while not stop.is_set():
                 t0_bag = t0 = None
+                bar.reset()
                 for topic, _, ns, raw in read_bag(bag, topics):
                     if t0 is None:
                         t0_bag, t0 = ns, time.monotonic()
@@ -53,8 +58,10 @@ def play(bag: str, rate: float = 1.0, loop: bool = False, wait: float = 0.0,
                         break
                     pubs[topic].publish(raw)
                     sent += 1
+                    bar.update()
                 if not loop:
                     break
         finally:
+            bar.close()
             stop.wait(0.5)  # let reliable writers flush what was published
     return sent

@@ -1,4 +1,5 @@
-"""A small stereo synchroniser (message_filters is not on PyPI): pairs left/right by stamp.
+"""A small stereo synchroniser (message_filters is not on PyPI): pairs left/right by stamp;
+and the latest-frame-wins worker of the front end.
 
 Pure Python, message-agnostic: ``push('left'|'right', stamp_ns, item)`` returns the pairs that
 became complete. Exact mode pairs equal stamps; approximate mode pairs the nearest stamps within
@@ -9,8 +10,9 @@ stamps increase.
 """
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
-from typing import Any, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 
 class StereoSynchronizer:
@@ -56,3 +58,49 @@ class StereoSynchronizer:
             for ts in [t for t in q if t < stamp_ns - self.tolerance_ns]:
                 del q[ts]
                 self.dropped[side] += 1
+
+
+class LatestWorker:
+    """Runs ``fn(item)`` in one background thread on the newest submitted item: an item that
+    is still waiting when a newer one comes is replaced (and counted in ``stale``), so the
+    latency of a slow consumer stays bounded at any input rate (latest frame wins).
+
+    Args:
+        fn: the work; exceptions are the caller's to catch inside ``fn``.
+        name: thread name.
+    """
+
+    def __init__(self, fn: Callable[[Any], None], name: str = 'hndesc-latest') -> None:
+        self.fn = fn
+        self.stale = 0
+        self._item: Optional[Tuple[Any]] = None
+        self._cond = threading.Condition()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, item: Any) -> bool:
+        """Hand over ``item``; True if it replaced one that had not started (a stale one)."""
+        with self._cond:
+            replaced = self._item is not None
+            self.stale += replaced
+            self._item = (item,)
+            self._cond.notify()
+        return replaced
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._item is None and not self._stopped:
+                    self._cond.wait()
+                if self._stopped:
+                    return
+                (item,), self._item = self._item, None
+            self.fn(item)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Let the running call finish, drop what waits, end the thread."""
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+        self._thread.join(timeout)

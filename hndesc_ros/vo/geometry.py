@@ -9,7 +9,7 @@ from typing import Optional, Tuple
 import cv2
 import numpy as np
 
-from hndesc_ros.se3 import make_T, transform_points
+from hndesc_ros.se3 import inv, make_T, scale_motion, transform_points
 from hndesc_ros.types import StereoCalib
 
 
@@ -119,3 +119,40 @@ def stereo_depth_ok(uv: np.ndarray, u_right: np.ndarray, calib: StereoCalib,
     ok = np.isfinite(u_right) & (disp > 0.1)
     z = np.where(ok, calib.fx * calib.baseline / np.where(ok, disp, 1.0), np.inf)
     return ok & (z >= min_depth) & (z <= max_depth)
+
+
+class ConstantVelocity:
+    """The motion model of tracker and back end: the next pose is the last one moved by the
+    last frame-to-frame motion, scaled to the time since the last frame when that differs from
+    the last interval by more than 25 % (frames dropped on the way: a lost pair must not halve
+    the prediction); smaller stamp jitter is noise, not motion, and is ignored.
+
+    Attributes:
+        T: (4, 4) T_world_cam of the latest frame.
+        velocity: (4, 4) T_prev_cur of the latest measured motion.
+    """
+
+    JITTER = (0.8, 1.25)
+
+    def __init__(self) -> None:
+        self.T = np.eye(4)
+        self.velocity = np.eye(4)
+        self.stamp: Optional[float] = None
+        self.dt = 0.0  # interval of the latest measured motion, s
+
+    def predict(self, stamp: float) -> np.ndarray:
+        """(4, 4) predicted T_world_cam at ``stamp`` (s)."""
+        v = self.velocity
+        if self.stamp is not None and self.dt > 0 and stamp > self.stamp:
+            ratio = (stamp - self.stamp) / self.dt
+            if not self.JITTER[0] <= ratio <= self.JITTER[1]:
+                v = scale_motion(v, ratio)
+        return self.T @ v
+
+    def update(self, T_new: np.ndarray, stamp: float, measured: bool) -> None:
+        """The frame at ``stamp`` is at ``T_new``; ``measured``: estimated (not predicted), so
+        the motion since the previous frame becomes the velocity."""
+        if measured and self.stamp is not None:
+            self.velocity = inv(self.T) @ T_new
+            self.dt = stamp - self.stamp
+        self.T, self.stamp = T_new, stamp

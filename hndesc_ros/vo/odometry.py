@@ -19,7 +19,7 @@ from hndesc_ros.config import VOConfig
 from hndesc_ros.errors import CalibrationError
 from hndesc_ros.se3 import inv, rotation_angle, transform_points
 from hndesc_ros.types import FrameResult, Observations, StereoCalib
-from hndesc_ros.vo.geometry import (essential_motion, refine_pnp, solve_pnp,
+from hndesc_ros.vo.geometry import (ConstantVelocity, essential_motion, refine_pnp, solve_pnp,
                                     stereo_depth_ok, triangulate_stereo)
 from hndesc_ros.vo.mapper import Keyframe, MapUpdate, make_mapper
 
@@ -39,8 +39,7 @@ class StereoOdometry:
             raise CalibrationError('stereo odometry needs a positive baseline')
         self.calib, self.cfg = calib, cfg or VOConfig()
         self.mapper = make_mapper(calib, self.cfg) if self.cfg.smoother else None
-        self.T = np.eye(4)                       # latest T_world_cam
-        self.velocity = np.eye(4)                # T_prev_cur of the last motion
+        self.motion = ConstantVelocity()         # latest T_world_cam and its prediction
         self.points: Dict[int, np.ndarray] = {}  # landmark id -> world point (for PnP)
         self.last_seen: Dict[int, int] = {}      # landmark id -> frame
         self.keyframe_poses: Dict[int, np.ndarray] = {}  # frame index -> optimised pose
@@ -88,8 +87,10 @@ class StereoOdometry:
         return ok
 
     def _apply(self, updates: List[MapUpdate]) -> None:
-        """Take the mapper's refined landmarks (and queue them for the front end)."""
-        self._shared += updates
+        """Take the mapper's refined landmarks (and queue them for the front end when
+        ``vo.share_map``: nobody drains the queue otherwise)."""
+        if self.cfg.share_map:
+            self._shared += updates
         for u in updates:
             self.keyframe_poses[u.index] = u.T_world_cam
             for t, p in zip(u.track_ids.tolist(), u.points):
@@ -108,7 +109,7 @@ class StereoOdometry:
         c = self.cfg
         ids = obs.track_ids
         stereo_ok = stereo_depth_ok(obs.uv, obs.u_right, self.calib, c.min_depth, c.max_depth)
-        guess = self.T @ self.velocity
+        guess = self.motion.predict(obs.stamp)
         known = np.array([t in self.points for t in ids.tolist()], bool)
         T_new, inliers, tracked = guess, np.zeros(0, np.int64), False
         if self.frames == 0:
@@ -142,9 +143,7 @@ class StereoOdometry:
             self.kf_T, self.kf_frame = T_new, self.frames
             self.kf_ids = set(ids[inliers].tolist())
         t2 = time.perf_counter()
-        if self.frames > 0 and tracked:
-            self.velocity = inv(self.T) @ T_new
-        self.T = T_new
+        self.motion.update(T_new, obs.stamp, tracked)
         self._update_points(obs, stereo_ok, outlier)
         if self.mapper is not None:
             self._apply(self.mapper.poll())
@@ -164,7 +163,8 @@ class StereoOdometry:
         """World points for the next PnP: a new landmark's stereo triangulation at this pose
         (refined later by the mapper); PnP outliers are forgotten; landmarks unseen for
         ``vo.map_max_age`` frames are dropped."""
-        world = transform_points(self.T, triangulate_stereo(obs.uv, obs.u_right, self.calib))
+        cam = triangulate_stereo(obs.uv, obs.u_right, self.calib)
+        world = transform_points(self.motion.T, cam)
         for i, t in enumerate(obs.track_ids.tolist()):
             if outlier[i]:
                 self.points.pop(t, None)

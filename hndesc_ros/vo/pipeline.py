@@ -29,21 +29,44 @@ from hndesc_ros.vo.tracker import MapTracker, TemporalTracker
 LOG = logging.getLogger(__name__)
 
 
+def uses_static_frontend(cfg: Config) -> bool:
+    """The static-shape GPU front end serves stereo on CUDA devices (``features.device``)."""
+    return cfg.features.device.startswith('cuda') and not cfg.vo.mono
+
+
+def feature_source(cfg: Config, static: Optional[bool] = None):
+    """What extracts a stereo pair's features: an :class:`Extractor` (CPU path), or with
+    ``static`` (default: :func:`uses_static_frontend`) the GpuStereoFrontend. Weights load
+    (and fail, with one line) here."""
+    if uses_static_frontend(cfg) if static is None else static:
+        from hndesc_ros.features.gpu import GpuStereoFrontend  # torch: imported only here
+        return GpuStereoFrontend(cfg)
+    return Extractor(cfg.features)
+
+
 class StereoFrontend:
     """Images -> Observations with persistent landmark ids (one call per stereo pair).
+
+    Features and stereo correspondences come from the CPU path (Extractor: SIFT and/or the
+    network through the configured backend) or from the static-shape
+    :class:`~hndesc_ros.features.gpu.GpuStereoFrontend` (learned keypoints, CNN descriptors and
+    stereo matching in one pass, a CUDA graph on the GPU; it also runs eagerly on the CPU).
+    Tracking is the same code either way, so the Observations have one contract.
 
     Args:
         calib: rectified calibration (the local map projects with it).
         cfg: the project Config; ``vo.mono`` selects the monocular front end.
-        extractor: optional shared Extractor.
+        extractor: optional shared feature source (:func:`feature_source`).
+        static: without ``extractor``: the static front end on or off (default: on CUDA).
     """
 
     def __init__(self, calib: StereoCalib, cfg: Optional[Config] = None,
-                 extractor: Optional[Extractor] = None):
+                 extractor=None, static: Optional[bool] = None):
         self.cfg = cfg or Config()
         self.calib = calib
         self._owns_extractor = extractor is None
-        self.extractor = extractor or Extractor(self.cfg.features)
+        self.extractor = extractor or feature_source(self.cfg, static)
+        self.static = self.extractor if getattr(self.extractor, 'static_shapes', False) else None
         self.mono = self.cfg.vo.mono
         self.tracker = (TemporalTracker(self.cfg.matching) if self.mono
                         else MapTracker(calib, self.cfg.matching, self.cfg.vo))
@@ -54,7 +77,7 @@ class StereoFrontend:
             self.stereo_method = 'descriptor'
         # the right image is extracted while the left one is
         self._pool = (ThreadPoolExecutor(1, thread_name_prefix='hndesc-right')
-                      if self.cfg.features.parallel and not self.mono
+                      if self.cfg.features.parallel and not self.mono and self.static is None
                       and self.stereo_method != 'klt' else None)
 
     def stereo_features(self, left: np.ndarray, right: Optional[np.ndarray]
@@ -65,8 +88,11 @@ class StereoFrontend:
         with SIFT of the right image (the network runs on the left image only); ``descriptor``
         extracts both images fully; ``klt`` tracks the left keypoints into the right image.
         """
-        method = self.stereo_method
         t0 = time.perf_counter()
+        if self.static is not None:
+            fl, u_right = self.static.stereo_features(to_gray(left), to_gray(right))
+            return fl, u_right, {'static_frontend': (time.perf_counter() - t0) * 1e3}
+        method = self.stereo_method
         right_job = None
         if self._pool is not None and right is not None and method != 'klt':
             fn = self.extractor.sift_features if method == 'sift' else self.extractor.extract

@@ -24,8 +24,8 @@ from hndesc_ros.config import MatchingConfig, VOConfig
 from hndesc_ros.features.matching import match_numpy
 from hndesc_ros.se3 import inv, transform_points
 from hndesc_ros.types import Features, Observations, StereoCalib
-from hndesc_ros.vo.geometry import (project, refine_pnp, solve_pnp, stereo_depth_ok,
-                                    triangulate_stereo)
+from hndesc_ros.vo.geometry import (ConstantVelocity, project, refine_pnp, solve_pnp,
+                                    stereo_depth_ok, triangulate_stereo)
 
 
 class LocalMap:
@@ -133,11 +133,11 @@ class MapTracker:
         self.calib = calib
         self.mcfg, self.cfg = matching or MatchingConfig(), vo or VOConfig()
         self.map = LocalMap()
-        self.T = np.eye(4)            # T_world_cam of the latest frame
-        self.velocity = np.eye(4)     # T_prev_cur of the latest motion
+        self.motion = ConstantVelocity()  # T_world_cam of the latest frame, its prediction
         self.next_id = 0
         self.frames = 0
-        self.lost = 0
+        self.lost = 0         # frames whose pose could not be measured (prediction kept)
+        self.relocalised = 0  # frames tracked only by matching against the whole local map
 
     def apply_map_update(self, ids: np.ndarray, points: np.ndarray) -> int:
         """Landmark positions refined by the mapper (world frame)."""
@@ -162,6 +162,13 @@ class MapTracker:
                                   self.mcfg.max_distance)
         return rows[lm], kp
 
+    def _associate_all(self, feats: Features) -> Tuple[np.ndarray, np.ndarray]:
+        """Every landmark of the local map against every keypoint (no window): for when the
+        prediction is wrong (a sudden stop or turn, frames lost on the way)."""
+        m = match_numpy(self.map.descriptors, feats.descriptors, self.mcfg.ratio,
+                        self.mcfg.max_distance)
+        return m.indices[:, 0], m.indices[:, 1]
+
     def track(self, feats: Features, u_right: np.ndarray, stamp: float = 0.0,
               index: int = 0) -> Observations:
         """One frame: left Features and (N,) right u of each keypoint (NaN: no stereo).
@@ -172,7 +179,7 @@ class MapTracker:
         t0 = time.perf_counter()
         c = self.cfg
         n = len(feats)
-        guess = self.T @ self.velocity
+        guess = self.motion.predict(stamp)
         ids = np.full(n, -1, np.int64)
         T_new, tracked = guess, self.frames == 0
         if self.frames == 0:
@@ -182,10 +189,17 @@ class MapTracker:
             # narrow search at the estimated pose to collect every landmark it explains
             wide = c.search_radius_px * (3.0 if self.frames == 1 else 1.0)
             rows, kp = self._associate(feats, guess, wide)
-            T_cw = None
+            T_cw, inl = None, ()
             if len(rows) >= c.min_inliers:
                 T_cw, inl = solve_pnp(self.map.points[rows], feats.keypoints[kp], self.calib,
                                       inv(guess), c.pnp_reprojection_px, c.pnp_iterations)
+            if T_cw is None or len(inl) < c.min_inliers:  # relocalise in the local map
+                rows, kp = self._associate_all(feats)
+                if len(rows) >= c.min_inliers:
+                    T_cw, inl = solve_pnp(self.map.points[rows], feats.keypoints[kp],
+                                          self.calib, inv(guess), c.pnp_reprojection_px,
+                                          c.pnp_iterations)
+                    self.relocalised += T_cw is not None and len(inl) >= c.min_inliers
             if T_cw is not None and len(inl) >= c.min_inliers:
                 rows, kp = self._associate(feats, inv(T_cw), c.refine_radius_px)
                 T_ref, inl = refine_pnp(self.map.points[rows], feats.keypoints[kp], self.calib,
@@ -212,9 +226,7 @@ class MapTracker:
             cam = triangulate_stereo(feats.keypoints[new], u_right[new], self.calib)
             self.map.add(ids[new], transform_points(T_new, cam), feats.descriptors[new],
                          self.frames)
-        if self.frames and tracked:
-            self.velocity = inv(self.T) @ T_new
-        self.T = T_new
+        self.motion.update(T_new, stamp, tracked)
         # forget landmarks unseen for too long
         self.map.keep(self.frames - self.map.last_seen <= c.map_max_age)
         self.frames += 1
