@@ -31,6 +31,8 @@ def _add_feature_args(p: argparse.ArgumentParser) -> None:
     p.add_argument('--weights', help='checkpoint / ONNX / engine (default: shipped model)')
     p.add_argument('--device', help='torch device, e.g. cpu or cuda')
     p.add_argument('--max-keypoints', type=int)
+    p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
+                   help='any config key, e.g. --set vo.share_map=false (repeatable)')
 
 
 def _config(args) -> Config:
@@ -38,6 +40,11 @@ def _config(args) -> Config:
     for key in ('extractor', 'keypoints', 'backend', 'weights', 'device', 'max_keypoints'):
         if getattr(args, key, None) is not None:
             over[f'features.{key}'] = getattr(args, key)
+    for item in getattr(args, 'set', []):
+        key, sep, value = item.partition('=')
+        if not sep or not key:
+            raise ConfigError(f'--set {item!r}: expected KEY=VALUE, e.g. vo.share_map=false')
+        over[key.strip()] = value.strip()
     return load_config(getattr(args, 'config', None), over)
 
 

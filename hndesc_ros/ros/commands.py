@@ -9,8 +9,11 @@ from pathlib import Path
 
 from hndesc_ros.config import BAG_STORAGES, TRAJECTORY_FORMATS
 
-#: ``run --exact``: reliable inputs and every pair processed in order (bag replay)
-EXACT_REPLAY = ('-p', 'ros.reliable:=true', '-p', 'ros.drop_stale:=false')
+#: ``run --exact``: reliable inputs, every pair processed in order, and no landmark feedback
+#: (it reaches the front end whenever DDS delivers it): the poses of the offline run with
+#: ``vo.share_map: false``, repeatably
+EXACT_REPLAY = ('-p', 'ros.reliable:=true', '-p', 'ros.drop_stale:=false',
+                '-p', 'vo.share_map:=false')
 
 
 def default_params() -> Path:
@@ -116,8 +119,9 @@ def add_commands(sub) -> None:
     s.add_argument('--params', help='ROS params YAML (default config/vo.yaml)')
     s.add_argument('--remap', action='append', help='from:=to, passed to both nodes')
     s.add_argument('--exact', action='store_true',
-                   help='bag replay: reliable QoS, every stereo pair processed in order '
-                   '(default: SensorDataQoS, the latest pair wins while one is processed)')
+                   help='repeatable bag replay: reliable QoS, every stereo pair in order, no '
+                   'landmark feedback (default: SensorDataQoS, the latest pair wins while one '
+                   'is processed)')
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser('record-odom', help='write received odometry as a trajectory file')
