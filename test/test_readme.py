@@ -19,7 +19,7 @@ def test_readme_blocks_are_marked_and_their_commands_parse():
     parser = build_parser()
     commands = 0
     for b in marked:
-        for line in b.code.splitlines():
+        for line in b.code.replace('\\\n', ' ').splitlines():  # continuation lines joined
             words = shlex.split(line.split(' #')[0].split('&')[0])
             if words[:1] != ['hndesc-vo']:
                 continue
