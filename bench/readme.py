@@ -94,6 +94,7 @@ def main(argv=None) -> int:
         head = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=cwd,
                               capture_output=True, text=True).stdout.strip()
         print(f'fresh clone of {head} in {cwd}', flush=True)
+    print(f'load average {os.getloadavg()[0]:.2f}', flush=True)
     found = blocks((cwd / 'README.md').read_text())
     log = ROOT / a.log
     log.parent.mkdir(parents=True, exist_ok=True)
