@@ -98,7 +98,9 @@ def one_run(rate: float, frames: int, params: Path) -> dict:
         p.wait(timeout=20)
     ms = sorted(1e3 * v for v in lat)
     processed, stale = status.get('frames', 0), status.get('stale_dropped', 0)
-    return {'rate_hz': rate, 'sent': frames, 'reached_frontend': processed + stale,
+    dropped = status.get('dropped', {})
+    bad = sum(dropped.values()) - dropped.get('unpaired_image', 0)  # complete, but refused
+    return {'rate_hz': rate, 'sent': frames, 'reached_frontend': processed + stale + bad,
             'processed': processed, 'stale_dropped': stale, 'odometry': len(lat),
             'unpaired': status.get('dropped', {}).get('unpaired_image', 0),
             'latency_median_ms': statistics.median(ms) if ms else float('nan'),

@@ -331,7 +331,8 @@ def trajectory_error(seq, n: int, odom: dict, params: Path) -> dict:
     ks = [index[ns] for ns in sorted(odom) if ns in index]
     est = np.array([base_to_camera(odom[ns], T_bc) for ns in sorted(odom) if ns in index])
     if len(ks) < 3:
-        return {'ate_rmse_m': float('nan'), 'poses': len(ks)}
+        return {'ate_rmse_m': float('nan'), 'poses': len(ks), 'est': est.reshape(-1, 4, 4),
+                'gt': gt[ks].reshape(-1, 4, 4)}
     m = evaluate(est, gt[ks])
     return {'ate_rmse_m': m['ate_rmse_m'], 'poses': len(ks), 'est': est, 'gt': gt[ks]}
 

@@ -28,7 +28,8 @@ def _add_feature_args(p: argparse.ArgumentParser) -> None:
     p.add_argument('--extractor', choices=EXTRACTORS)
     p.add_argument('--keypoints', choices=KEYPOINTS)
     p.add_argument('--backend', choices=BACKENDS)
-    p.add_argument('--weights', help='checkpoint / ONNX / engine (default: shipped model)')
+    p.add_argument('--weights', help='checkpoint / ONNX / engine (default: shipped model; '
+                   'eval-hpatches: for the --extractor method)')
     p.add_argument('--device', help='torch device, e.g. cpu or cuda')
     p.add_argument('--max-keypoints', type=int)
     p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
@@ -110,8 +111,10 @@ def cmd_eval_hpatches(args) -> int:
     extractors = {}
     for name in names:
         from hndesc_ros.features import Extractor
-        extractors[name] = Extractor(
-            replace(cfg.features, extractor=name).at_full_resolution()).extract
+        # --weights belong to the method --extractor names; the others run shipped models
+        weights = cfg.features.weights if name == cfg.features.extractor else ''
+        extractors[name] = Extractor(replace(cfg.features, extractor=name, weights=weights)
+                                     .at_full_resolution()).extract
     results = {}
     for budget in ([0] + ([args.budget] if args.budget else [])):
         res = hpatches.evaluate(args.dir, extractors, budget, progress=True)

@@ -30,13 +30,23 @@ def rotation_angle(R: np.ndarray) -> float:
     return float(np.arccos(np.clip((np.trace(R) - 1) / 2, -1.0, 1.0)))
 
 
+def _left_jacobian(w: np.ndarray) -> np.ndarray:
+    """SO(3) left Jacobian V(w): the translation of exp([w, v]) is V(w) v."""
+    theta = float(np.linalg.norm(w))
+    W = np.array([[0.0, -w[2], w[1]], [w[2], 0.0, -w[0]], [-w[1], w[0], 0.0]])
+    if theta < 1e-8:
+        return np.eye(3) + 0.5 * W
+    return (np.eye(3) + (1 - np.cos(theta)) / theta ** 2 * W
+            + (theta - np.sin(theta)) / theta ** 3 * W @ W)
+
+
 def scale_motion(T: np.ndarray, s: float) -> np.ndarray:
     """``T`` to the power ``s``: the same screw motion (constant velocity) for ``s`` times as
-    long, ``exp(s log T)``; rotations below 180 degrees."""
-    from scipy.linalg import expm, logm
-    out = np.real(expm(s * logm(T)))
-    out[3] = (0.0, 0.0, 0.0, 1.0)
-    return out
+    long, ``exp(s log T)`` in closed form (rotations below 180 degrees)."""
+    from scipy.spatial.transform import Rotation
+    w = Rotation.from_matrix(T[:3, :3]).as_rotvec()
+    v = np.linalg.solve(_left_jacobian(w), T[:3, 3])
+    return make_T(Rotation.from_rotvec(s * w).as_matrix(), _left_jacobian(s * w) @ (s * v))
 
 
 def transform_points(T: np.ndarray, points: np.ndarray) -> np.ndarray:

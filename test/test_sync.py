@@ -86,3 +86,25 @@ def test_latest_worker_replaces_waiting_items_and_counts_them():
         time.sleep(0.01)
     w.stop()
     assert done == [0, 3] and w.stale == 2
+
+
+def test_latest_worker_survives_an_exception_in_its_work():
+    import threading
+    import time
+
+    from hndesc_ros.ros.sync import LatestWorker
+    errors, done, finished = [], [], threading.Event()
+
+    def work(item):
+        if item == 'bad':
+            raise RuntimeError('boom')
+        done.append(item)
+        finished.set()
+
+    w = LatestWorker(work, on_error=errors.append)
+    w.submit('bad')
+    time.sleep(0.2)
+    w.submit('good')
+    assert finished.wait(5)
+    w.stop()
+    assert done == ['good'] and [str(e) for e in errors] == ['boom']

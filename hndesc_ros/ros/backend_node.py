@@ -92,7 +92,13 @@ class BackendNode(Node):
         if self.last_ns is not None and stamp_ns <= self.last_ns:
             self.drops.drop('stamp_not_increasing', f'{stamp_ns} <= {self.last_ns} ns')
             return self._status()
-        res = self.odometry.process(obs)
+        try:
+            res = self.odometry.process(obs)
+        except Exception as exc:  # a bug or a library failure: this frame only
+            import traceback
+            self.get_logger().error(''.join(traceback.format_exception(exc)).rstrip())
+            self.drops.drop('internal_error', f'{type(exc).__name__}: {exc}')
+            return self._status()
         self.last_ns = stamp_ns
         self.frames += 1
         self._publish(msg.header.stamp, res.T_world_cam)

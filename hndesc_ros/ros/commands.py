@@ -83,7 +83,7 @@ def cmd_run(args) -> int:
     for p in procs:  # the nodes stop after their current callback (ros/common.py)
         if p.poll() is None:
             p.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 1.5
+    deadline = time.monotonic() + 1.9  # the nodes bound their own teardown at 1.5 s
     for p in procs:
         try:
             p.wait(timeout=max(deadline - time.monotonic(), 0.05))

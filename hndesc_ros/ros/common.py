@@ -117,7 +117,10 @@ def teardown_deadline(seconds: float = TEARDOWN_S) -> Iterator[None]:
     prints where the process hung and exits (code 1); nothing is lost (the recorder flushes
     every pose, the nodes keep no files)."""
     import faulthandler
-    faulthandler.dump_traceback_later(seconds, exit=True)
+    try:
+        faulthandler.dump_traceback_later(seconds, exit=True, file=sys.__stderr__)
+    except (AttributeError, ValueError, OSError):  # no real stderr: teardown unguarded
+        pass
     try:
         yield
     finally:

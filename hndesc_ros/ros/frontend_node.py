@@ -47,7 +47,8 @@ class FrontendNode(Node):
         self.origin_ns: Optional[int] = None            # stamp of the first tracked frame
         self.info: Dict[str, CameraInfo] = {}
         r = self.cfg.ros
-        self.waiting: deque = deque(maxlen=max(r.queue_size, 1))
+        # pairs before calibration: only the newest matters when the latest pair wins
+        self.waiting: deque = deque(maxlen=1 if r.drop_stale else max(r.queue_size, 1))
         qos = topic_qos(r.reliable, r.queue_size)
         self.mono = self.cfg.vo.mono
         self.drops = DropCounter(self.get_logger())
@@ -55,8 +56,9 @@ class FrontendNode(Node):
         self.last_ns = None
         self.sync = StereoSynchronizer(int(r.sync_tolerance * 1e9), r.queue_size)
         self.landmarks: deque = deque()  # refined by the back end, applied before a frame
-        self.worker = (LatestWorker(lambda item: self._process(*item), 'hndesc-frontend')
-                       if r.drop_stale else None)
+        self.worker = (LatestWorker(lambda item: self._process(*item), 'hndesc-frontend',
+                                    self._internal_error) if r.drop_stale else None)
+        self.newest_ns = -1  # newest stamp handed to the worker
         if self.mono:
             self.create_subscription(Image, 'image', self._on_mono, qos)
         else:
@@ -137,6 +139,10 @@ class FrontendNode(Node):
                 self.drops.drop('no_calibration', 'stereo pair before camera_info')
             self.waiting.append((stamp_ns, lmsg, rmsg))
         elif self.worker is not None:
+            if stamp_ns <= self.newest_ns:  # completed late: never replaces a newer pair
+                self.drops.drop('stamp_backwards', f'{stamp_ns} <= {self.newest_ns} ns')
+                return self._status()
+            self.newest_ns = stamp_ns
             if self.worker.submit((stamp_ns, lmsg, rmsg)):
                 self._status()
         else:
@@ -157,6 +163,8 @@ class FrontendNode(Node):
         except HndescError as exc:
             self.drops.drop(exc.reason, str(exc))  # bad_encoding, bad_image_size, ...
             return self._status()
+        except Exception as exc:  # a bug or a library failure: this frame only
+            return self._internal_error(exc)
         self.last_ns = stamp_ns
         if self.origin_ns is None:
             self.origin_ns = stamp_ns  # this frame's camera is the VO world
@@ -168,9 +176,17 @@ class FrontendNode(Node):
             self.pub_debug.publish(debug_image(lmsg.header, left, obs))
         self._status()
 
+    def _internal_error(self, exc: BaseException) -> None:
+        """An unexpected exception while processing a frame: logged with its traceback,
+        counted (``internal_error``), the frame dropped; the node keeps running."""
+        import traceback
+        self.get_logger().error(''.join(traceback.format_exception(exc)).rstrip())
+        self.drops.drop('internal_error', f'{type(exc).__name__}: {exc}')
+        self._status()
+
     def destroy_node(self) -> None:
         if self.worker is not None:
-            self.worker.stop()  # the frame in progress finishes, the waiting one is dropped
+            self.worker.stop(0.8)  # the frame in progress finishes, the waiting one is dropped
         if self.frontend is not None:
             self.frontend.close()
         self.extractor.close()  # the SIFT worker threads (CPU path)

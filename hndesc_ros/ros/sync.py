@@ -66,12 +66,15 @@ class LatestWorker:
     latency of a slow consumer stays bounded at any input rate (latest frame wins).
 
     Args:
-        fn: the work; exceptions are the caller's to catch inside ``fn``.
+        fn: the work.
         name: thread name.
+        on_error: called with the exception when ``fn`` raises; the thread goes on with the
+            next item (without it the exception is re-raised and would end the thread).
     """
 
-    def __init__(self, fn: Callable[[Any], None], name: str = 'hndesc-latest') -> None:
-        self.fn = fn
+    def __init__(self, fn: Callable[[Any], None], name: str = 'hndesc-latest',
+                 on_error: Optional[Callable[[BaseException], None]] = None) -> None:
+        self.fn, self.on_error = fn, on_error
         self.stale = 0
         self._item: Optional[Tuple[Any]] = None
         self._cond = threading.Condition()
@@ -96,7 +99,12 @@ class LatestWorker:
                 if self._stopped:
                     return
                 (item,), self._item = self._item, None
-            self.fn(item)
+            try:
+                self.fn(item)
+            except Exception as exc:  # one bad frame must not end the node's processing
+                if self.on_error is None:
+                    raise
+                self.on_error(exc)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Let the running call finish, drop what waits, end the thread."""

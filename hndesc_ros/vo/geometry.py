@@ -125,7 +125,9 @@ class ConstantVelocity:
     """The motion model of tracker and back end: the next pose is the last one moved by the
     last frame-to-frame motion, scaled to the time since the last frame when that differs from
     the last interval by more than 25 % (frames dropped on the way: a lost pair must not halve
-    the prediction); smaller stamp jitter is noise, not motion, and is ignored.
+    the prediction); smaller stamp jitter is noise, not motion, and is ignored. Beyond
+    ``MAX_RATIO`` intervals (a stalled camera) the motion is not extrapolated: one interval's
+    motion is predicted, and the tracker's relocalisation does the rest.
 
     Attributes:
         T: (4, 4) T_world_cam of the latest frame.
@@ -133,6 +135,7 @@ class ConstantVelocity:
     """
 
     JITTER = (0.8, 1.25)
+    MAX_RATIO = 4.0
 
     def __init__(self) -> None:
         self.T = np.eye(4)
@@ -145,7 +148,7 @@ class ConstantVelocity:
         v = self.velocity
         if self.stamp is not None and self.dt > 0 and stamp > self.stamp:
             ratio = (stamp - self.stamp) / self.dt
-            if not self.JITTER[0] <= ratio <= self.JITTER[1]:
+            if not self.JITTER[0] <= ratio <= self.JITTER[1] and ratio <= self.MAX_RATIO:
                 v = scale_motion(v, ratio)
         return self.T @ v
 

@@ -13,6 +13,7 @@ import logging
 import os
 import pickle
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -242,7 +243,7 @@ class AsyncMapper:
         except OSError:
             pass
         try:
-            self.proc.wait(2.0)
+            self.proc.wait(0.5)  # within the nodes' teardown deadline (ros/common.py)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
@@ -256,6 +257,9 @@ def make_mapper(calib: StereoCalib, cfg: VOConfig):
 def _serve() -> None:
     """The background process: (calib, cfg), then keyframes, on stdin; updates on stdout."""
     logging.basicConfig(level=logging.WARNING)
+    # a terminal's Ctrl-C reaches the whole process group: the parent stops this process by
+    # closing its stdin, so SIGINT here would only print a traceback
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # the updates get a private copy of stdout; anything a library prints goes to stderr
     inp, out = sys.stdin.buffer, os.fdopen(os.dup(1), 'wb')
     os.dup2(2, 1)

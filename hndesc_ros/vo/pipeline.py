@@ -18,6 +18,7 @@ from typing import Callable, Dict, Optional, Tuple
 import numpy as np
 
 from hndesc_ros.config import Config
+from hndesc_ros.errors import BackendUnavailable
 from hndesc_ros.features.extractor import Extractor
 from hndesc_ros.features.stereo import stereo_descriptors, stereo_klt
 from hndesc_ros.features.image import to_gray
@@ -30,8 +31,14 @@ LOG = logging.getLogger(__name__)
 
 
 def uses_static_frontend(cfg: Config) -> bool:
-    """The static-shape GPU front end serves stereo on CUDA devices (``features.device``)."""
-    return cfg.features.device.startswith('cuda') and not cfg.vo.mono
+    """The static-shape GPU front end serves stereo when it computes what the config asks
+    for: a CUDA ``features.device``, learned keypoints of a network extractor and the torch
+    backend (``auto`` on CUDA). Anything else (SIFT keypoints, the fused residual descriptor
+    at SIFT keypoints, ONNX Runtime or TensorRT) runs the CPU path's Extractor."""
+    from hndesc_ros.inference import resolve_backend
+    f = cfg.features
+    return (f.device.startswith('cuda') and not cfg.vo.mono and f.keypoints == 'learned'
+            and resolve_backend(f.backend, f.device) == 'torch')
 
 
 def feature_source(cfg: Config, static: Optional[bool] = None):
@@ -39,7 +46,11 @@ def feature_source(cfg: Config, static: Optional[bool] = None):
     ``static`` (default: :func:`uses_static_frontend`) the GpuStereoFrontend. Weights load
     (and fail, with one line) here."""
     if uses_static_frontend(cfg) if static is None else static:
-        from hndesc_ros.features.gpu import GpuStereoFrontend  # torch: imported only here
+        try:
+            from hndesc_ros.features.gpu import GpuStereoFrontend  # torch: imported only here
+        except ImportError as exc:
+            raise BackendUnavailable(f'the GPU front end needs torch ({exc}): pip install -r '
+                                     'requirements-train.txt') from None
         return GpuStereoFrontend(cfg)
     return Extractor(cfg.features)
 
@@ -184,7 +195,7 @@ def summarise_timings(results) -> Dict[str, float]:
     """Median ms per stage over frames, plus front-end and back-end frames per second."""
     keys = sorted({k for r in results for k in r.timings})
     med = {k: float(np.median([r.timings.get(k, 0.0) for r in results])) for k in keys}
-    front_keys = ('extract', 'stereo', 'map_', 'temporal')
+    front_keys = ('extract', 'stereo', 'map_', 'temporal', 'static')
     front = sum(v for k, v in med.items() if k.startswith(front_keys))
     back = sum(v for k, v in med.items() if k in ('pnp', 'mapping', 'essential'))
     med['fps_frontend'] = 1000.0 / front if front > 0 else float('inf')

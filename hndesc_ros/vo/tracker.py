@@ -193,13 +193,13 @@ class MapTracker:
             if len(rows) >= c.min_inliers:
                 T_cw, inl = solve_pnp(self.map.points[rows], feats.keypoints[kp], self.calib,
                                       inv(guess), c.pnp_reprojection_px, c.pnp_iterations)
-            if T_cw is None or len(inl) < c.min_inliers:  # relocalise in the local map
+            relocalising = T_cw is None or len(inl) < c.min_inliers
+            if relocalising:  # the prediction was wrong: match the whole local map
                 rows, kp = self._associate_all(feats)
                 if len(rows) >= c.min_inliers:
                     T_cw, inl = solve_pnp(self.map.points[rows], feats.keypoints[kp],
                                           self.calib, inv(guess), c.pnp_reprojection_px,
                                           c.pnp_iterations)
-                    self.relocalised += T_cw is not None and len(inl) >= c.min_inliers
             if T_cw is not None and len(inl) >= c.min_inliers:
                 rows, kp = self._associate(feats, inv(T_cw), c.refine_radius_px)
                 T_ref, inl = refine_pnp(self.map.points[rows], feats.keypoints[kp], self.calib,
@@ -208,6 +208,7 @@ class MapTracker:
                     T_cw, tracked = T_ref, True
                     rows, kp = rows[inl], kp[inl]
             if tracked:
+                self.relocalised += relocalising
                 T_new = inv(T_cw)
                 ids[kp] = self.map.ids[rows]
                 self.map.descriptors[rows] = feats.descriptors[kp]
