@@ -62,13 +62,14 @@ class Harness:
         self.io.destroy_node()
 
 
-def test_frontend_survives_and_counts_bad_images(ros, kitti06):
+def frontend_under_test(*params):
+    """A FrontendNode (RootSIFT, reliable inputs, ``params`` on top) in a Harness, with
+    publishers of images and camera_info and the received ``features/matches``."""
     from hndesc_ros.ros.common import topic_qos
     from hndesc_ros.ros.frontend_node import FrontendNode
     node = FrontendNode(parameter_overrides=[
-        Parameter('features.extractor', value='rootsift'),
-        Parameter('features.max_keypoints', value=500), Parameter('ros.reliable', value=True),
-        Parameter('ros.drop_stale', value=False)])  # every pair in order: exact counts
+        Parameter('features.extractor', value='rootsift'), Parameter('ros.reliable', value=True),
+        *params])
     h = Harness(node)
     qos = topic_qos(True, 100)
     pub = {s: h.io.create_publisher(Image, f'{s}/image_rect', qos) for s in ('left', 'right')}
@@ -76,6 +77,13 @@ def test_frontend_survives_and_counts_bad_images(ros, kitti06):
             for s in ('left', 'right')}
     got = []
     h.io.create_subscription(PointCloud2, 'features/matches', got.append, qos)
+    return node, h, pub, info, got
+
+
+def test_frontend_survives_and_counts_bad_images(ros, kitti06):
+    node, h, pub, info, got = frontend_under_test(
+        Parameter('features.max_keypoints', value=500),
+        Parameter('ros.drop_stale', value=False))  # every pair in order: exact counts
     seq = KittiSequence(kitti06, count=3)
     frames = [seq.frame(k) for k in range(3)]
     try:
@@ -128,18 +136,8 @@ def test_frontend_latest_pair_wins_while_one_is_processed(ros, kitti06):
     """Live mode (``ros.drop_stale``, the default): pairs sent faster than the front end works
     replace the waiting one; every pair is either processed or counted as stale, and the newest
     one is always processed."""
-    from hndesc_ros.ros.common import topic_qos
     from hndesc_ros.ros.conversions import stamp_to_ns
-    from hndesc_ros.ros.frontend_node import FrontendNode
-    node = FrontendNode(parameter_overrides=[
-        Parameter('features.extractor', value='rootsift'), Parameter('ros.reliable', value=True)])
-    h = Harness(node)
-    qos = topic_qos(True, 100)
-    pub = {s: h.io.create_publisher(Image, f'{s}/image_rect', qos) for s in ('left', 'right')}
-    info = {s: h.io.create_publisher(CameraInfo, f'{s}/camera_info', qos)
-            for s in ('left', 'right')}
-    got = []
-    h.io.create_subscription(PointCloud2, 'features/matches', got.append, qos)
+    node, h, pub, info, got = frontend_under_test()
     seq = KittiSequence(kitti06, count=8)
     try:
         assert h.spin(lambda: pub['left'].get_subscription_count() > 0, 10)
