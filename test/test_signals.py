@@ -65,7 +65,8 @@ def bag(tmp_path_factory, kitti06):
     return sequence_to_bag(KittiSequence(kitti06, 0, 40), tmp_path_factory.mktemp('b') / 'k06')
 
 
-def test_run_as_background_job_stops_on_sigint_with_a_full_queue(tmp_path, bag):
+@pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM])
+def test_run_as_background_job_stops_with_a_full_queue(tmp_path, bag, sig):
     e = env()
     data = yaml.safe_load(open('config/vo.yaml'))
     data['frontend_node']['ros__parameters']['features']['extractor'] = 'residual'  # slow
@@ -78,8 +79,8 @@ def test_run_as_background_job_stops_on_sigint_with_a_full_queue(tmp_path, bag):
                           capture_output=True, text=True, timeout=120)
     assert play.returncode == 0, play.stderr
     # 40 pairs in 0.2 s; the front end needs ~0.3 s a pair: ~10 s of queue left to process
-    dt, code = stop_time(run, signal.SIGINT)
-    assert code == 0 and dt < STOP_S, (code, dt)
+    dt, code = stop_time(run, sig)
+    assert code == 0 and dt < STOP_S, (code, dt, output(run)[-2000:])
     children = subprocess.run(['pgrep', '-f', f'--params-file {params}'], capture_output=True)
     assert children.stdout.strip() == b'', 'a node outlived hndesc-vo run'
 
