@@ -1,6 +1,7 @@
 """Launch the hndesc_ros stereo VO graph: front end + back end, optional bag playback.
 
     ros2 launch hndesc_ros vo.launch.py
+    ros2 launch hndesc_ros vo.launch.py bag:=/data/kitti06 use_sim_time:=true exact:=true
     ros2 launch hndesc_ros vo.launch.py fastdds_profile:=/path/to/profile.xml
     ros2 launch hndesc_ros vo.launch.py params_file:=/path/to/vo.yaml \
         left_image:=/camera/left/image_rect right_image:=/camera/right/image_rect \
@@ -12,7 +13,7 @@ import os
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, ExecuteProcess, SetEnvironmentVariable
-from launch.conditions import IfCondition
+from launch.conditions import IfCondition, UnlessCondition
 from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PythonExpression
 from launch_ros.actions import Node
 
@@ -36,6 +37,9 @@ def generate_launch_description():
                               description='optional ROS 2 bag to play with --clock'),
         DeclareLaunchArgument('use_sim_time', default_value='false',
                               description='use /clock (true when playing a bag)'),
+        DeclareLaunchArgument('exact', default_value='false',
+                              description='repeatable bag replay: reliable inputs, every pair '
+                              'in order, no landmark feedback (as hndesc-vo run --exact)'),
         # large images between processes: a 16 MB shared-memory segment (see the XML); a
         # profile the user exported already wins
         DeclareLaunchArgument('fastdds_profile', default_value=EnvironmentVariable(
@@ -49,17 +53,22 @@ def generate_launch_description():
     sim = {'use_sim_time': LaunchConfiguration('use_sim_time')}
     info_remaps = [('left/camera_info', LaunchConfiguration('left_info')),
                    ('right/camera_info', LaunchConfiguration('right_info'))]
-    frontend = Node(
-        package='hndesc_ros', executable='frontend_node', name='frontend_node', output='screen',
-        parameters=[params, sim],
-        remappings=[('left/image_rect', LaunchConfiguration('left_image')),
-                    ('right/image_rect', LaunchConfiguration('right_image'))] + info_remaps)
-    backend = Node(
-        package='hndesc_ros', executable='backend_node', name='backend_node', output='screen',
-        parameters=[params, sim],
-        remappings=info_remaps + [('odom', LaunchConfiguration('odom_topic'))])
+    # live input (default) or exact replay: the same nodes, the replay with three overrides
+    exact = LaunchConfiguration('exact')
+    replay = {'ros.reliable': True, 'ros.drop_stale': False, 'vo.share_map': False}
+    nodes = []
+    for overrides, condition in (({}, UnlessCondition(exact)), (replay, IfCondition(exact))):
+        nodes.append(Node(
+            package='hndesc_ros', executable='frontend_node', name='frontend_node',
+            output='screen', parameters=[params, sim, overrides], condition=condition,
+            remappings=[('left/image_rect', LaunchConfiguration('left_image')),
+                        ('right/image_rect', LaunchConfiguration('right_image'))] + info_remaps))
+        nodes.append(Node(
+            package='hndesc_ros', executable='backend_node', name='backend_node',
+            output='screen', parameters=[params, sim, overrides], condition=condition,
+            remappings=info_remaps + [('odom', LaunchConfiguration('odom_topic'))]))
     player = ExecuteProcess(
         cmd=['ros2', 'bag', 'play', LaunchConfiguration('bag'), '--clock'],
         output='screen',
         condition=IfCondition(PythonExpression(["'", LaunchConfiguration('bag'), "' != ''"])))
-    return LaunchDescription(args + [profile, frontend, backend, player])
+    return LaunchDescription(args + [profile] + nodes + [player])

@@ -39,7 +39,8 @@ def test_launch_file_nodes_exist_as_entry_points():
         assert f"'{exe} = hndesc_ros.ros.{exe}:main'" in setup
     args = {n.args[0].value for n in ast.walk(tree) if isinstance(n, ast.Call)
             and getattr(n.func, 'id', '') == 'DeclareLaunchArgument'}
-    assert {'params_file', 'left_image', 'right_image', 'bag', 'use_sim_time'} <= args
+    assert {'params_file', 'left_image', 'right_image', 'bag', 'use_sim_time', 'exact',
+            'fastdds_profile'} <= args
     launch_text = (ROOT / 'launch' / 'vo.launch.py').read_text()
     assert "os.path.join(share, 'config', 'vo.yaml')" in launch_text
 
