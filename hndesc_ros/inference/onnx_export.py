@@ -3,6 +3,12 @@
 Graph inputs: ``image`` (1, C, H, W) float32 and, for residual variants, ``sift`` (N, 128).
 Graph outputs: ``dense`` (1, Dc, H/8, W/8), ``scores`` (1, H, W) if the model has a detector,
 ``refined`` (N, Dr) for residual variants. The ModelConfig is stored as JSON metadata.
+
+Weights that are exactly representable in fp16 (all of them for the shipped checkpoints, which
+store fp16) are kept in fp16 behind a Cast to fp32: lossless, half the file, and the runtime
+folds the Cast (and BatchNorm into the convolutions) once when it loads the graph, so it still
+computes in fp32. Constant folding at export is therefore off: folding BatchNorm here would
+leave weights that fp16 cannot hold.
 """
 from __future__ import annotations
 
@@ -63,9 +69,11 @@ def export_onnx(model: HNDescNet, path: str | Path, height: int = 376, width: in
     tmp = path.with_suffix('.tmp.onnx')
     with torch.no_grad():
         torch.onnx.export(_Graph(model), args, str(tmp), input_names=inputs, output_names=names,
-                          dynamic_axes=axes, opset_version=OPSET, dynamo=False)
+                          dynamic_axes=axes, opset_version=OPSET, dynamo=False,
+                          do_constant_folding=False)
     import onnx
     proto = onnx.load(str(tmp))
+    store_exact_fp16(proto)
     entry = proto.metadata_props.add()
     entry.key, entry.value = 'hndesc_model', json.dumps(asdict(model.cfg))
     if source is not None:
@@ -75,6 +83,30 @@ def export_onnx(model: HNDescNet, path: str | Path, height: int = 376, width: in
     os.replace(tmp, path)
     LOG.info('exported ONNX %s (outputs %s)', path, names)
     return path
+
+
+def store_exact_fp16(proto) -> int:
+    """Store every fp32 initializer that fp16 holds exactly as fp16 followed by a Cast back
+    to fp32 (in place); returns how many were converted."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+    casts, converted = [], 0
+    for init in proto.graph.initializer:
+        if init.data_type != TensorProto.FLOAT:
+            continue
+        value = numpy_helper.to_array(init)
+        half = value.astype(np.float16)
+        if not np.array_equal(half.astype(np.float32), value):
+            continue
+        name = init.name
+        init.CopyFrom(numpy_helper.from_array(half, f'{name}__fp16'))
+        casts.append(helper.make_node('Cast', [f'{name}__fp16'], [name], to=TensorProto.FLOAT,
+                                      name=f'{name}__to_fp32'))
+        converted += 1
+    nodes = casts + list(proto.graph.node)
+    del proto.graph.node[:]
+    proto.graph.node.extend(nodes)
+    return converted
 
 
 def cache_dir() -> Path:
