@@ -42,17 +42,13 @@ def one_run(rate: float, frames: int, params: Path) -> dict:
     from std_msgs.msg import String
 
     from hndesc_ros.datasets.kitti import KittiSequence
-    from hndesc_ros.ros.commands import node_command
     from hndesc_ros.ros.common import topic_qos
-    from hndesc_ros.ros.conversions import numpy_to_image, stamp_to_ns
-    from soak import pingpong
+    from hndesc_ros.ros.conversions import camera_info_from_calib, numpy_to_image, stamp_to_ns
+    from soak import pingpong, start_nodes, stop_nodes
 
     seq = KittiSequence(SEQ)
     pairs = [seq.frame(k) for k in range(len(seq))]
-    c = seq.calib
-    procs = [subprocess.Popen(node_command(n, params), stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-             for n in ('frontend_node', 'backend_node')]
+    procs = start_nodes(params)
     rclpy.init()
     node = rclpy.create_node('latency_camera')
     qos = topic_qos(False)
@@ -74,10 +70,7 @@ def one_run(rate: float, frames: int, params: Path) -> dict:
     while time.monotonic() < end and pubs['left'].get_subscription_count() < 1:
         spin(0.1)
     spin(4.0)  # the nodes load their models after their subscriptions exist
-    info = {s: CameraInfo(width=c.width, height=c.height, d=[0.0] * 5,
-                          r=[1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0],
-                          p=[c.fx, 0.0, c.cx, tx, 0.0, c.fy, c.cy, 0.0, 0, 0, 1.0, 0])
-            for s, tx in (('left', 0.0), ('right', -c.fx * c.baseline))}
+    info = {s: camera_info_from_calib(seq.calib, s) for s in infos}
     t0 = time.monotonic()
     for j in range(frames):
         spin(t0 + j / rate - time.monotonic())
@@ -92,10 +85,7 @@ def one_run(rate: float, frames: int, params: Path) -> dict:
     spin(3.0)
     node.destroy_node()
     rclpy.shutdown()
-    for p in procs:
-        p.send_signal(2)
-    for p in procs:
-        p.wait(timeout=20)
+    stop_nodes(procs)
     ms = sorted(1e3 * v for v in lat)
     processed, stale = status.get('frames', 0), status.get('stale_dropped', 0)
     dropped = status.get('dropped', {})

@@ -111,7 +111,7 @@ class Driver:
         from std_msgs.msg import String
 
         from hndesc_ros.ros.common import topic_qos
-        self.rclpy, self.CameraInfo, self.seq, self.period = rclpy, CameraInfo, seq, 1 / rate
+        self.rclpy, self.seq, self.period = rclpy, seq, 1 / rate
         rclpy.init()
         self.node = rclpy.create_node('soak_driver')
         qos = topic_qos(True, 100)
@@ -155,16 +155,11 @@ class Driver:
         self.spin(lambda: all(p.get_subscription_count() > 0 for p in self.img.values()), 60)
 
     def camera_info(self, side: str, bad: str = '') -> None:
-        c = self.seq.calib
-        tx = 0.0 if side == 'left' else -c.fx * c.baseline
-        p = [c.fx, 0.0, c.cx, tx, 0.0, c.fy, c.cy, 0.0, 0.0, 0.0, 1.0, 0.0]
-        if bad == 'zero':
-            p = [0.0] * 12
-        elif bad == 'nan':
-            p = [float('nan')] * 12
-        self.info[side].publish(self.CameraInfo(
-            width=c.width, height=c.height, d=[0.0] * 5, p=p,
-            r=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]))
+        from hndesc_ros.ros.conversions import camera_info_from_calib
+        msg = camera_info_from_calib(self.seq.calib, side)
+        if bad:
+            msg.p = [0.0 if bad == 'zero' else float('nan')] * 12
+        self.info[side].publish(msg)
 
     def pair(self, k: int, drop: str = '', encoding: str = '', truncate: bool = False,
              crop_right: bool = False, pace: bool = True) -> None:
@@ -195,7 +190,8 @@ class Driver:
         self.rclpy.try_shutdown()
 
 
-def start_nodes(params: Path, env: dict) -> list:
+def start_nodes(params: Path, env: dict = None) -> list:
+    """Both nodes as processes (output discarded), as ``hndesc-vo run`` starts them."""
     from hndesc_ros.ros.commands import node_command
     return [subprocess.Popen(node_command(n, params), env=env, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
@@ -203,6 +199,7 @@ def start_nodes(params: Path, env: dict) -> list:
 
 
 def stop_nodes(procs: list) -> list:
+    """SIGINT to each node; their exit codes ('killed' after 10 s)."""
     codes = []
     for p in procs:
         p.send_signal(signal.SIGINT)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hndesc_ros.config import load_config  # noqa: E402
+from hndesc_ros.config import load_config, parse_overrides  # noqa: E402
 from hndesc_ros.datasets.kitti import KittiSequence  # noqa: E402
 from hndesc_ros.runner import run_sequence  # noqa: E402
 
@@ -54,7 +54,7 @@ def main():
     p.add_argument('--png', default='outputs/bench/vo_stages.png')
     a = p.parse_args()
     logging.basicConfig(level=logging.ERROR)
-    overrides = dict(kv.split('=', 1) for kv in a.set)
+    overrides = parse_overrides(a.set)
     load = os.getloadavg()[0]
     rows = []
     for sname in a.sequences:

@@ -15,7 +15,7 @@ from typing import List, Optional
 import numpy as np
 
 from hndesc_ros.config import (ALIGNMENTS, BACKENDS, EXTRACTORS, KEYPOINTS, TRAJECTORY_FORMATS,
-                               Config, load_config)
+                               Config, load_config, parse_overrides)
 from hndesc_ros.errors import ConfigError, HndescError
 
 LOG = logging.getLogger('hndesc-vo')
@@ -41,11 +41,7 @@ def _config(args) -> Config:
     for key in ('extractor', 'keypoints', 'backend', 'weights', 'device', 'max_keypoints'):
         if getattr(args, key, None) is not None:
             over[f'features.{key}'] = getattr(args, key)
-    for item in getattr(args, 'set', []):
-        key, sep, value = item.partition('=')
-        if not sep or not key:
-            raise ConfigError(f'--set {item!r}: expected KEY=VALUE, e.g. vo.share_map=false')
-        over[key.strip()] = value.strip()
+    over.update(parse_overrides(getattr(args, 'set', [])))
     return load_config(getattr(args, 'config', None), over)
 
 

@@ -126,6 +126,11 @@ class Config:
     ros: RosConfig = field(default_factory=RosConfig)
 
 
+#: Repeatable bag replay (``hndesc-vo run --exact``, ``vo.launch.py exact:=true``): reliable
+#: inputs, every pair processed in order, and no landmark feedback (it reaches the front end
+#: whenever DDS delivers it): the poses of the offline run with ``vo.share_map: false``.
+EXACT_REPLAY = {'ros.reliable': True, 'ros.drop_stale': False, 'vo.share_map': False}
+
 _CHOICES = {
     'matching.stereo_method': STEREO_METHODS,
     'features.extractor': EXTRACTORS,
@@ -224,6 +229,18 @@ def to_dict(cfg: Config) -> Dict[str, Any]:
     """Nested plain-dict form (YAML-ready)."""
     out = dataclasses.asdict(cfg)
     out['ros']['base_to_camera'] = list(cfg.ros.base_to_camera)
+    return out
+
+
+def parse_overrides(items) -> Dict[str, str]:
+    """``['vo.share_map=false', ...]`` (command-line ``--set``) -> dotted-key overrides for
+    :func:`load_config`; ConfigError for an item without ``=``."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition('=')
+        if not sep or not key.strip():
+            raise ConfigError(f'--set {item!r}: expected KEY=VALUE, e.g. vo.share_map=false')
+        out[key.strip()] = value.strip()
     return out
 
 

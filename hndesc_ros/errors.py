@@ -1,6 +1,15 @@
 """Exceptions the library raises on bad input; each message is one readable line."""
 
 
+def describe(exc: BaseException, limit: int = 160) -> str:
+    """``Type: first sentence of the message`` on one line, at most ``limit`` characters: how
+    a library's own exception is quoted inside one of ours."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    message = ' '.join(lines[:2]).split('. ')[0]
+    text = type(exc).__name__ + (': ' + message if message else '')
+    return text if len(text) <= limit else text[:limit - 3] + '...'
+
+
 class HndescError(ValueError):
     """Base class: bad input or configuration (a ValueError, so callers may catch either).
 

@@ -17,6 +17,8 @@ from launch.conditions import IfCondition, UnlessCondition
 from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PythonExpression
 from launch_ros.actions import Node
 
+from hndesc_ros.config import EXACT_REPLAY
+
 
 def generate_launch_description():
     share = get_package_share_directory('hndesc_ros')
@@ -55,9 +57,9 @@ def generate_launch_description():
                    ('right/camera_info', LaunchConfiguration('right_info'))]
     # live input (default) or exact replay: the same nodes, the replay with three overrides
     exact = LaunchConfiguration('exact')
-    replay = {'ros.reliable': True, 'ros.drop_stale': False, 'vo.share_map': False}
     nodes = []
-    for overrides, condition in (({}, UnlessCondition(exact)), (replay, IfCondition(exact))):
+    for overrides, condition in (({}, UnlessCondition(exact)),
+                                 (EXACT_REPLAY, IfCondition(exact))):
         nodes.append(Node(
             package='hndesc_ros', executable='frontend_node', name='frontend_node',
             output='screen', parameters=[params, sim, overrides], condition=condition,

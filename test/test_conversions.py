@@ -7,7 +7,8 @@ from std_msgs.msg import Header
 
 from hndesc_ros.errors import CalibrationError, ImageError, MessageError
 from hndesc_ros.ros.conversions import (MATCH_FIELDS, calib_from_camera_info,
-                                        cloud_to_landmarks, cloud_to_observations, debug_image,
+                                        camera_info_from_calib, cloud_to_landmarks,
+                                        cloud_to_observations, debug_image,
                                         image_to_numpy, landmarks_to_cloud,
                                         numpy_to_image, observations_to_cloud,
                                         odometry_messages, pose_to_matrix, stamp_to_ns,
@@ -108,6 +109,15 @@ def test_calibration_from_camera_info():
         calib_from_camera_info(info(d=0.1))
     with pytest.raises(CalibrationError, match='baseline'):
         calib_from_camera_info(info(), info())
+
+
+def test_camera_info_from_calib_roundtrip(kitti06):
+    from hndesc_ros.datasets.kitti import KittiSequence
+    calib = KittiSequence(kitti06, 0, 1).calib
+    back = calib_from_camera_info(camera_info_from_calib(calib, 'left'),
+                                  camera_info_from_calib(calib, 'right'))
+    for key in ('fx', 'fy', 'cx', 'cy', 'baseline', 'width', 'height'):
+        assert getattr(back, key) == pytest.approx(getattr(calib, key)), key
 
 
 def test_landmark_cloud_roundtrip_and_layout_check():

@@ -13,7 +13,7 @@ from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField  # noqa: E402
 
 from hndesc_ros.datasets.kitti import KittiSequence  # noqa: E402
-from hndesc_ros.ros.conversions import numpy_to_image  # noqa: E402
+from hndesc_ros.ros.conversions import camera_info_from_calib, numpy_to_image  # noqa: E402
 
 
 @pytest.fixture(scope='module')
@@ -32,13 +32,10 @@ def image_msg(img, ns, encoding=None):
     return msg
 
 
-def info_msg(seq, tx=0.0, zeros=False):
-    c = seq.calib
-    msg = CameraInfo(width=c.width, height=c.height)
-    if not zeros:
-        msg.p = [c.fx, 0.0, c.cx, tx, 0.0, c.fy, c.cy, 0.0, 0.0, 0.0, 1.0, 0.0]
-        msg.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-    msg.d = [0.0] * 5
+def info_msg(seq, side='left', zeros=False):
+    msg = camera_info_from_calib(seq.calib, side)
+    if zeros:
+        msg.p, msg.r = [0.0] * 12, [0.0] * 9
     return msg
 
 
@@ -94,7 +91,7 @@ def test_frontend_survives_and_counts_bad_images(ros, kitti06):
         pub['right'].publish(image_msg(frames[0].right, 5 * 10**8))
         assert not h.spin(lambda: len(got) == 1, 1.0)
         info['left'].publish(info_msg(seq))
-        info['right'].publish(info_msg(seq, tx=-seq.calib.fx * seq.calib.baseline))
+        info['right'].publish(info_msg(seq, 'right'))
         assert h.spin(lambda: len(got) == 1)
         got.clear()
 
@@ -142,7 +139,7 @@ def test_frontend_latest_pair_wins_while_one_is_processed(ros, kitti06):
     try:
         assert h.spin(lambda: pub['left'].get_subscription_count() > 0, 10)
         info['left'].publish(info_msg(seq))
-        info['right'].publish(info_msg(seq, tx=-seq.calib.fx * seq.calib.baseline))
+        info['right'].publish(info_msg(seq, 'right'))
         h.spin(lambda: node.frontend is not None, 10)
         stamps = [(k + 1) * 10**8 for k in range(8)]
         for k, ns in enumerate(stamps):                  # 8 pairs at once
@@ -179,7 +176,7 @@ def test_backend_survives_bad_camera_info_and_layout(ros, kitti06):
         info['left'].publish(info_msg(seq, zeros=True))          # camera_info with zeros
         assert h.spin(lambda: node.drops.counts['bad_camera_info'] == 1)
         info['left'].publish(info_msg(seq))
-        info['right'].publish(info_msg(seq, tx=-seq.calib.fx * seq.calib.baseline))
+        info['right'].publish(info_msg(seq, 'right'))
         assert h.spin(lambda: node.odometry is not None)
         bad = PointCloud2(height=1, width=1, point_step=12, row_step=12, data=bytes(12))
         bad.fields = [PointField(name=n, offset=4 * i, datatype=7, count=1)

@@ -18,7 +18,7 @@ from typing import Dict, List
 import numpy as np
 import torch
 
-from hndesc_ros.errors import WeightsError
+from hndesc_ros.errors import WeightsError, describe
 from hndesc_ros.models.checkpoint import read_checkpoint
 
 LOG = logging.getLogger(__name__)
@@ -30,14 +30,6 @@ REQUIRED = ('state_dict', 'optimizer', 'scheduler', 'step', 'torch_rng', 'numpy_
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be resumed from; the message is one line naming the file."""
-
-
-def _reason(exc: BaseException) -> str:
-    """``Type: first sentence of the message`` on one line, at most 160 characters."""
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    message = ' '.join(lines[:2]).split('. ')[0]
-    text = type(exc).__name__ + (': ' + message if message else '')
-    return text if len(text) <= 160 else text[:157] + '...'
 
 
 def rng_state() -> Dict:
@@ -113,7 +105,7 @@ def restore_training_state(path: Path, blob: Dict, model: torch.nn.Module,
         restore_rng(blob)
     except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f'{path} has damaged or mismatched training state '
-                              f'({_reason(exc)})') from None
+                              f'({describe(exc)})') from None
 
 
 def truncate_log(path: Path, step: int, header: List[str]) -> int:

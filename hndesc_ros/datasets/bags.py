@@ -15,7 +15,7 @@ import numpy as np
 
 from hndesc_ros.config import BAG_STORAGES
 from hndesc_ros.datasets.poses import write_tum
-from hndesc_ros.errors import HndescError
+from hndesc_ros.errors import HndescError, describe
 from hndesc_ros.progress import progress_bar
 from hndesc_ros.se3 import to_quat
 
@@ -163,9 +163,8 @@ def read_bag(path: str | Path, topics: Optional[set] = None
     except HndescError:
         raise
     except Exception as exc:  # storage plug-ins raise their own types on a truncated file
-        reason = str(exc).splitlines()[0][:100] if str(exc) else ''
         raise HndescError(f'{path}: bag unreadable after {n} messages, truncated or corrupt '
-                          f'({type(exc).__name__}: {reason})') from None
+                          f'({describe(exc)})') from None
 
 
 def bag_info(path: str | Path) -> dict:

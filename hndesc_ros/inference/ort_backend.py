@@ -8,7 +8,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from hndesc_ros.errors import BackendUnavailable, WeightsError
+from hndesc_ros.errors import BackendUnavailable, WeightsError, describe
 from hndesc_ros.inference.base import Backend
 from hndesc_ros.models.variants import ModelConfig
 
@@ -62,9 +62,9 @@ class OrtBackend(Backend):
 def ort_reason(exc: Exception) -> str:
     """'[ONNXRuntimeError] : 7 : INVALID_PROTOBUF : Load model from F failed:Protobuf parsing
     failed.' -> 'INVALID_PROTOBUF: Protobuf parsing failed.' (the file is named already)."""
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    m = re.search(r':\s*([A-Z_]+)\s*:.*?failed:\s*(.*)$', text)
-    return f'{m.group(1)}: {m.group(2)}' if m else text[-120:]
+    m = re.search(r':\s*([A-Z_]+)\s*:.*?failed:\s*(.*)$', str(exc).splitlines()[0]
+                  if str(exc) else '')
+    return f'{m.group(1)}: {m.group(2)}' if m else describe(exc)
 
 
 def model_config_of(meta: Dict[str, str], path: Path) -> ModelConfig:

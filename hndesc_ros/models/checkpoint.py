@@ -13,7 +13,7 @@ from typing import Dict, Optional, Tuple
 
 import torch
 
-from hndesc_ros.errors import ConfigError, WeightsError
+from hndesc_ros.errors import ConfigError, WeightsError, describe
 from hndesc_ros.models.fusion import HNDescNet, build_model
 from hndesc_ros.models.variants import ModelConfig, variant_config
 
@@ -43,9 +43,8 @@ def _torch_load(path: Path, map_location: str = 'cpu'):
     try:
         return torch.load(path, map_location=map_location, weights_only=False)
     except Exception as exc:  # pickle, zip and torch errors alike: the file is not usable
-        reason = str(exc).splitlines()[0][:120] if str(exc) else ''
-        raise WeightsError(f'{path}: not a readable torch checkpoint ({type(exc).__name__}'
-                           f'{": " + reason if reason else ""})') from None
+        raise WeightsError(f'{path}: not a readable torch checkpoint ({describe(exc)})') \
+            from None
 
 
 def read_checkpoint(path: str | Path, map_location: str = 'cpu') -> Dict:
@@ -68,7 +67,7 @@ def load_checkpoint(path: str | Path, map_location: str = 'cpu') -> Tuple[HNDesc
                                for k, v in blob['state_dict'].items()})
     except (KeyError, TypeError, RuntimeError) as exc:
         raise WeightsError(f'{path}: checkpoint does not fit its model '
-                           f'({str(exc).splitlines()[0][:120]})') from None
+                           f'({describe(exc)})') from None
     return model.eval(), blob
 
 

@@ -95,9 +95,7 @@ class BackendNode(Node):
         try:
             res = self.odometry.process(obs)
         except Exception as exc:  # a bug or a library failure: this frame only
-            import traceback
-            self.get_logger().error(''.join(traceback.format_exception(exc)).rstrip())
-            self.drops.drop('internal_error', f'{type(exc).__name__}: {exc}')
+            self.drops.internal_error(exc)
             return self._status()
         self.last_ns = stamp_ns
         self.frames += 1

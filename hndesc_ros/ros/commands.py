@@ -7,13 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from hndesc_ros.config import BAG_STORAGES, TRAJECTORY_FORMATS
-
-#: ``run --exact``: reliable inputs, every pair processed in order, and no landmark feedback
-#: (it reaches the front end whenever DDS delivers it): the poses of the offline run with
-#: ``vo.share_map: false``, repeatably
-EXACT_REPLAY = ('-p', 'ros.reliable:=true', '-p', 'ros.drop_stale:=false',
-                '-p', 'vo.share_map:=false')
+from hndesc_ros.config import BAG_STORAGES, EXACT_REPLAY, TRAJECTORY_FORMATS
 
 
 def default_params() -> Path:
@@ -71,7 +65,9 @@ def cmd_run(args) -> int:
     params = Path(args.params) if args.params else default_params()
     load_config(params)  # validate before starting anything
     stop = stop_on_signals()
-    extra = list(EXACT_REPLAY) if args.exact else []
+    extra = []
+    for key, value in (EXACT_REPLAY.items() if args.exact else ()):
+        extra += ['-p', f'{key}:={str(value).lower()}']
     for remap in args.remap or []:
         extra += ['-r', remap]
     procs = [subprocess.Popen(node_command(n, params, extra))

@@ -67,6 +67,13 @@ class DropCounter:
         self.counts = Counter()
         self._lock = threading.Lock()  # the front end drops from two threads
 
+    def internal_error(self, exc: BaseException) -> None:
+        """An unexpected exception while processing one input (a bug or a library failure):
+        its traceback is logged, it is counted as ``internal_error``, the input is dropped."""
+        import traceback
+        self.logger.error(''.join(traceback.format_exception(exc)).rstrip())
+        self.drop('internal_error', f'{type(exc).__name__}: {exc}')
+
     def drop(self, reason: str, detail: str = '') -> None:
         with self._lock:
             self.counts[reason] += 1

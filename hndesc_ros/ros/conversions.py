@@ -109,6 +109,19 @@ def camera_info_projection(msg: CameraInfo) -> np.ndarray:
     return P
 
 
+def camera_info_from_calib(calib: StereoCalib, side: str = 'left',
+                           header: Optional[Header] = None) -> CameraInfo:
+    """The rectified CameraInfo of one camera of ``calib`` (the inverse of
+    :func:`calib_from_camera_info`): identity R, no distortion, P[0, 3] = -fx * baseline on
+    the right."""
+    tx = 0.0 if side == 'left' else -calib.fx * calib.baseline
+    return CameraInfo(header=header if header is not None else Header(),
+                      width=int(calib.width), height=int(calib.height), d=[0.0] * 5,
+                      r=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
+                      p=[calib.fx, 0.0, calib.cx, tx, 0.0, calib.fy, calib.cy, 0.0,
+                         0.0, 0.0, 1.0, 0.0])
+
+
 def calib_from_camera_info(left: CameraInfo, right: Optional[CameraInfo] = None
                            ) -> StereoCalib:
     """Rectified StereoCalib from left (and right) CameraInfo; baseline from right P[0, 3]."""

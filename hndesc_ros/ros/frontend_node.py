@@ -177,11 +177,8 @@ class FrontendNode(Node):
         self._status()
 
     def _internal_error(self, exc: BaseException) -> None:
-        """An unexpected exception while processing a frame: logged with its traceback,
-        counted (``internal_error``), the frame dropped; the node keeps running."""
-        import traceback
-        self.get_logger().error(''.join(traceback.format_exception(exc)).rstrip())
-        self.drops.drop('internal_error', f'{type(exc).__name__}: {exc}')
+        """An unexpected exception while processing a frame: the node keeps running."""
+        self.drops.internal_error(exc)
         self._status()
 
     def destroy_node(self) -> None:
