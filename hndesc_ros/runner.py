@@ -66,6 +66,7 @@ def run_sequence(seq, cfg: Config, mono: bool = False, gt_scale: bool = False,
                'tracking_lost': int(sum(not r.tracked for r in results[1:])),
                'keyframes': int(sum(r.keyframe for r in results)),
                'wall_fps': len(results) / wall, 'mode': 'mono' if mono else 'stereo',
+               'gt_scale': bool(mono and gt_scale),
                'extractor': cfg.features.extractor, 'keypoints': cfg.features.keypoints,
                'backend': cfg.features.backend}
     timing = summarise_timings(results)
@@ -109,14 +110,10 @@ def aligned_positions(run: Dict) -> Tuple[np.ndarray, Optional[np.ndarray]]:
 
 
 def describe_mode(m: Dict) -> str:
-    """'stereo', 'mono, GT scale' or 'mono, no GT scale' from run_sequence's metrics.
-
-    run_sequence aligns with SE(3) a mono run only when it took its scale from the ground
-    truth (otherwise Sim(3), or nothing without ground truth), so the alignment tells.
-    """
+    """'stereo', 'mono, GT scale' or 'mono, no GT scale' from run_sequence's metrics."""
     if m.get('mode') != 'mono':
         return 'stereo'
-    return 'mono, GT scale' if m.get('align') == 'se3' else 'mono, no GT scale'
+    return 'mono, GT scale' if m.get('gt_scale') else 'mono, no GT scale'
 
 
 def plot_title(m: Dict, title: str = '') -> str:

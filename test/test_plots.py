@@ -48,7 +48,7 @@ def fake_run(mode: str = 'stereo', gt_scale: bool = False, noise: float = 0.1, s
     """A run dict shaped like runner.run_sequence's, from synthetic poses."""
     est, gt = straight_road(noise=noise, seed=seed)
     align = 'sim3' if (mode == 'mono' and not gt_scale) else 'se3'
-    metrics = dict(tj.evaluate(est, gt, align), mode=mode)
+    metrics = dict(tj.evaluate(est, gt, align), mode=mode, gt_scale=mode == 'mono' and gt_scale)
     return {'poses': est, 'gt': gt, 'stamps': np.arange(len(gt)) * 0.1, 'metrics': metrics}
 
 
