@@ -58,7 +58,7 @@ class FrontendNode(Node):
         self.landmarks: deque = deque()  # refined by the back end, applied before a frame
         self.worker = (LatestWorker(lambda item: self._process(*item), 'hndesc-frontend',
                                     self._internal_error) if r.drop_stale else None)
-        self.newest_ns = -1  # newest stamp handed to the worker
+        self.newest_ns: Optional[int] = None  # newest stamp handed to the worker
         if self.mono:
             self.create_subscription(Image, 'image', self._on_mono, qos)
         else:
@@ -139,9 +139,8 @@ class FrontendNode(Node):
                 self.drops.drop('no_calibration', 'stereo pair before camera_info')
             self.waiting.append((stamp_ns, lmsg, rmsg))
         elif self.worker is not None:
-            if stamp_ns <= self.newest_ns:  # completed late: never replaces a newer pair
-                self.drops.drop('stamp_backwards', f'{stamp_ns} <= {self.newest_ns} ns')
-                return self._status()
+            if self._out_of_order(stamp_ns, self.newest_ns):  # never replaces a newer pair
+                return
             self.newest_ns = stamp_ns
             if self.worker.submit((stamp_ns, lmsg, rmsg)):
                 self._status()
@@ -151,12 +150,8 @@ class FrontendNode(Node):
     def _process(self, stamp_ns: int, lmsg: Image, rmsg: Optional[Image]) -> None:
         while self.landmarks:
             self.frontend.tracker_update(*self.landmarks.popleft())
-        if self.last_ns is not None and stamp_ns == self.last_ns:
-            self.drops.drop('duplicate_stamp', f'stamp {stamp_ns} ns seen already')
-            return self._status()
-        if self.last_ns is not None and stamp_ns < self.last_ns:
-            self.drops.drop('stamp_backwards', f'{stamp_ns} < {self.last_ns} ns')
-            return self._status()
+        if self._out_of_order(stamp_ns, self.last_ns):
+            return
         try:
             left, right = stereo_to_numpy(lmsg, rmsg)
             obs = self.frontend.process(left, right, stamp_ns * 1e-9, self.frames)
@@ -175,6 +170,18 @@ class FrontendNode(Node):
         if self.pub_debug.get_subscription_count() > 0:
             self.pub_debug.publish(debug_image(lmsg.header, left, obs))
         self._status()
+
+    def _out_of_order(self, stamp_ns: int, previous: Optional[int]) -> bool:
+        """Drop and count a pair whose stamp repeats (``duplicate_stamp``) or precedes
+        (``stamp_backwards``) ``previous``; False when it is newer."""
+        if previous is None or stamp_ns > previous:
+            return False
+        if stamp_ns == previous:
+            self.drops.drop('duplicate_stamp', f'stamp {stamp_ns} ns seen already')
+        else:
+            self.drops.drop('stamp_backwards', f'{stamp_ns} < {previous} ns')
+        self._status()
+        return True
 
     def _internal_error(self, exc: BaseException) -> None:
         """An unexpected exception while processing a frame: the node keeps running."""
