@@ -36,56 +36,24 @@ NO_PROFILE = '<?xml version="1.0" encoding="UTF-8"?>\n<dds><profiles/></dds>\n'
 
 def one_run(rate: float, frames: int, params: Path) -> dict:
     """Start the nodes, publish ``frames`` pairs at ``rate``, collect what came back."""
-    import rclpy
-    from nav_msgs.msg import Odometry
-    from sensor_msgs.msg import CameraInfo, Image
-    from std_msgs.msg import String
-
     from hndesc_ros.datasets.kitti import KittiSequence
-    from hndesc_ros.ros.common import topic_qos
-    from hndesc_ros.ros.conversions import camera_info_from_calib, numpy_to_image, stamp_to_ns
-    from soak import pingpong, start_nodes, stop_nodes
+    from soak import Driver, start_nodes, stop_nodes
 
-    seq = KittiSequence(SEQ)
-    pairs = [seq.frame(k) for k in range(len(seq))]
     procs = start_nodes(params)
-    rclpy.init()
-    node = rclpy.create_node('latency_camera')
-    qos = topic_qos(False)
-    pubs = {s: node.create_publisher(Image, f'{s}/image_rect', qos) for s in ('left', 'right')}
-    infos = {s: node.create_publisher(CameraInfo, f'{s}/camera_info', qos)
-             for s in ('left', 'right')}
-    lat, status = [], {}
-    node.create_subscription(Odometry, 'odom', lambda m: lat.append(
-        time.time() - stamp_to_ns(m.header.stamp) * 1e-9), topic_qos(True, 100))
-    node.create_subscription(String, 'frontend/status',
-                             lambda m: status.update(json.loads(m.data)), 100)
-
-    def spin(seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            rclpy.spin_once(node, timeout_sec=min(0.005, max(end - time.monotonic(), 0)))
-
-    end = time.monotonic() + 60
-    while time.monotonic() < end and pubs['left'].get_subscription_count() < 1:
-        spin(0.1)
-    spin(4.0)  # the nodes load their models after their subscriptions exist
-    info = {s: camera_info_from_calib(seq.calib, s) for s in infos}
+    drv = Driver(KittiSequence(SEQ), rate, reliable=False)  # SensorDataQoS, like a camera
+    drv.wait_subscribers()
+    drv.spin(lambda: False, 4.0)  # the nodes load their models after their subscriptions exist
     t0 = time.monotonic()
     for j in range(frames):
-        spin(t0 + j / rate - time.monotonic())
-        for s in infos:  # drivers publish camera_info with every frame
-            infos[s].publish(info[s])
-        ns = time.time_ns()
-        fr = pairs[pingpong(j, len(pairs))]
-        for side, img in (('left', fr.left), ('right', fr.right)):
-            msg = numpy_to_image(img)
-            msg.header.stamp.sec, msg.header.stamp.nanosec = ns // 10**9, ns % 10**9
-            pubs[side].publish(msg)
-    spin(3.0)
-    node.destroy_node()
-    rclpy.shutdown()
+        drv.spin(lambda: False, t0 + j / rate - time.monotonic())
+        for side in ('left', 'right'):  # drivers publish camera_info with every frame
+            drv.camera_info(side)
+        drv.pair(j, pace=False, stamp=time.time_ns())
+    drv.spin(lambda: False, 3.0)
+    drv.close()
     stop_nodes(procs)
+    lat = [drv.received[ns] - ns * 1e-9 for ns in drv.odom]
+    status = drv.status['frontend']
     ms = sorted(1e3 * v for v in lat)
     processed, stale = status.get('frames', 0), status.get('stale_dropped', 0)
     dropped = status.get('dropped', {})

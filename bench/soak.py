@@ -36,6 +36,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import yaml
@@ -102,9 +103,11 @@ def stamp_ns(j: int) -> int:
 
 
 class Driver:
-    """The camera side of the soak: publishes pairs and camera_info, listens to the nodes."""
+    """The camera side (of the soak and of bench/latency.py): publishes pairs and camera_info
+    (reliable, or SensorDataQoS like a live driver), listens to the nodes' status and odometry
+    (pose and wall time of arrival by image stamp)."""
 
-    def __init__(self, seq, rate: float) -> None:
+    def __init__(self, seq, rate: float, reliable: bool = True) -> None:
         import rclpy
         from nav_msgs.msg import Odometry
         from sensor_msgs.msg import CameraInfo, Image
@@ -113,8 +116,8 @@ class Driver:
         from hndesc_ros.ros.common import topic_qos
         self.rclpy, self.seq, self.period = rclpy, seq, 1 / rate
         rclpy.init()
-        self.node = rclpy.create_node('soak_driver')
-        qos = topic_qos(True, 100)
+        self.node = rclpy.create_node('camera_driver')
+        qos = topic_qos(reliable, 100)
         self.img = {s: self.node.create_publisher(Image, f'{s}/image_rect', qos)
                     for s in ('left', 'right')}
         self.info = {s: self.node.create_publisher(CameraInfo, f'{s}/camera_info', qos)
@@ -123,8 +126,8 @@ class Driver:
         for who in self.status:
             self.node.create_subscription(String, f'{who}/status',
                                           lambda m, w=who: self._on_status(w, m), 100)
-        self.odom = {}
-        self.node.create_subscription(Odometry, 'odom', self._on_odom, qos)
+        self.odom, self.received = {}, {}
+        self.node.create_subscription(Odometry, 'odom', self._on_odom, topic_qos(True, 100))
         self.last_pub = 0.0
         self.frames = {}
 
@@ -138,7 +141,8 @@ class Driver:
 
     def _on_odom(self, msg) -> None:
         from hndesc_ros.ros.conversions import pose_to_matrix, stamp_to_ns
-        self.odom[stamp_to_ns(msg.header.stamp)] = pose_to_matrix(msg.pose.pose)
+        ns = stamp_to_ns(msg.header.stamp)
+        self.odom[ns], self.received[ns] = pose_to_matrix(msg.pose.pose), time.time()
 
     def spin(self, cond, timeout: float) -> bool:
         end = time.monotonic() + timeout
@@ -162,14 +166,16 @@ class Driver:
         self.info[side].publish(msg)
 
     def pair(self, k: int, drop: str = '', encoding: str = '', truncate: bool = False,
-             crop_right: bool = False, pace: bool = True) -> None:
+             crop_right: bool = False, pace: bool = True, stamp: Optional[int] = None) -> None:
+        """Publish the ``k``-th pair (stamped ``stamp`` ns, default :func:`stamp_ns`), with the
+        fault the arguments name."""
         from hndesc_ros.ros.conversions import numpy_to_image
         if pace:
             delay = self.last_pub + self.period - time.monotonic()
             if delay > 0:
                 self.spin(lambda: False, delay)
         fr = self.frame(pingpong(k, len(self.seq)))
-        ns = stamp_ns(k)
+        ns = stamp_ns(k) if stamp is None else stamp
         for side, img in (('left', fr.left), ('right', fr.right)):
             if side == drop:
                 continue
