@@ -108,7 +108,8 @@ def add_commands(sub) -> None:
     s.add_argument('--rate', type=float, default=1.0)
     s.add_argument('--loop', action='store_true')
     s.add_argument('--wait', type=float, default=0.0,
-                   help='wait up to this many seconds for image subscribers before playing')
+                   help='before playing, wait up to this many seconds for image subscribers '
+                   'and until every subscriber the graph knows of is matched')
     s.set_defaults(func=cmd_play)
 
     s = sub.add_parser('run', help='start the front-end and back-end nodes (no ros2 CLI needed)')

@@ -37,11 +37,19 @@ def play(bag: str, rate: float = 1.0, loop: bool = False, wait: float = 0.0,
     with ros_node('hndesc_player') as (node, stop):
         pubs = {topic: node.create_publisher(message_class(msgtype), topic, qos)
                 for topic, msgtype in bag_topics(bag, topics).items()}
-        if wait > 0:  # give DDS discovery time to match the subscribers of the image topics
+        if wait > 0:  # give DDS discovery time to match the subscribers
             deadline = time.monotonic() + wait
-            images = [p for t, p in pubs.items() if 'image' in t]
-            while time.monotonic() < deadline and not stop.is_set() and not all(
-                    p.get_subscription_count() > 0 for p in images):
+
+            def matched() -> bool:
+                """Every image topic has a subscriber, and every topic's publisher is matched
+                with all the subscribers the graph knows of (a volatile reliable message
+                reaches only matched ones: a late back end would miss the camera_info)."""
+                return (all(p.get_subscription_count() > 0
+                            for t, p in pubs.items() if 'image' in t)
+                        and all(p.get_subscription_count() >= node.count_subscribers(t)
+                                for t, p in pubs.items()))
+
+            while time.monotonic() < deadline and not stop.is_set() and not matched():
                 time.sleep(0.05)
             stop.wait(0.5)
         total = bag_info(bag)['messages'] if progress else 0
