@@ -4,11 +4,13 @@ Subscribes: ``features/matches`` (PointCloud2 from the front end), ``left/camera
 ``right/camera_info`` (the baseline comes from the right P[0, 3]; ``camera_info`` in mono).
 Publishes: ``odom`` (nav_msgs/Odometry, ``odom`` -> ``base_link``), ``path`` (nav_msgs/Path),
 TF ``odom`` -> ``base_link`` through tf2_ros where it is installed, ``backend/status``.
-Stamps are the image stamps carried by the matches' header.
+Stamps are the image stamps carried by the matches' header. Matches that arrive before a
+valid camera_info wait for it (up to ``ros.queue_size``; beyond: ``no_calibration``).
 """
 from __future__ import annotations
 
 import json
+from collections import deque
 
 import numpy as np
 from nav_msgs.msg import Odometry, Path
@@ -36,6 +38,7 @@ class BackendNode(Node):
         self.T_base_cam = from_xyzq(r.base_to_camera)
         self.drops = DropCounter(self.get_logger())
         self.info = {}
+        self.waiting: deque = deque(maxlen=max(r.queue_size, 1))  # matches before calibration
         self.odometry = None
         self.origin = None
         self.last_ns = None
@@ -74,6 +77,8 @@ class BackendNode(Node):
                 self.odometry = (MonoOdometry if self.mono else StereoOdometry)(calib, self.cfg.vo)
                 self.get_logger().info(f'calibration: fx={calib.fx:.1f} baseline='
                                        f'{calib.baseline:.3f} m')
+                while self.waiting:  # matches that came first (their camera_info was late)
+                    self._on_matches(self.waiting.popleft())
         except HndescError as exc:
             self.info.pop(side, None)
             self.drops.drop(exc.reason, str(exc))
@@ -81,9 +86,12 @@ class BackendNode(Node):
 
     def _on_matches(self, msg: PointCloud2) -> None:
         stamp_ns = stamp_to_ns(msg.header.stamp)
-        if self.odometry is None:
-            self.drops.drop('no_calibration', 'matches before valid camera_info')
-            return self._status()
+        if self.odometry is None:  # wait for camera_info, as the front end does
+            if len(self.waiting) == self.waiting.maxlen:
+                self.drops.drop('no_calibration', 'matches before valid camera_info')
+                self._status()
+            self.waiting.append(msg)
+            return
         try:
             obs = cloud_to_observations(msg, self.frames)
         except HndescError as exc:
