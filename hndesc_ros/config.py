@@ -36,6 +36,7 @@ class FeatureConfig:
     weights: str = ''                  # checkpoint/ONNX/engine path; '' = the shipped model
     device: str = 'cpu'                # torch device for the torch backend
     fp16: bool = False                 # half precision (torch CUDA / TensorRT)
+    int8: bool = True                  # onnxruntime: the shipped int8 twin, where one exists
     max_keypoints: int = 2000
     contrast_threshold: float = 0.005  # SIFT DoG peak threshold, image units (paper: 0.005)
     edge_threshold: float = 10.0
@@ -90,6 +91,7 @@ class VOConfig:
     smoother: bool = True              # False: tracking only (no GTSAM mapping)
     async_mapping: bool = False        # True: mapper in a background process (see README)
     share_map: bool = True             # refined landmarks go back to the tracker's local map
+    pipelined: bool = True             # next pair extracted while this one is tracked
     min_track_length: int = 3          # observations before a landmark enters the graph
     stereo_gate_px: float = 3.0        # max reprojection error of a track's point (px)
     smoother_iterations: int = 0       # extra iSAM2 relinearisation steps per keyframe

@@ -47,8 +47,9 @@ def run_sequence(seq, cfg: Config, mono: bool = False, gt_scale: bool = False,
     keyframes = lost = 0
     t0 = time.perf_counter()
     try:
-        for k in range(len(seq)):
-            results.append(vo.process(seq.frame(k)))
+        frames = (seq.frame(k) for k in range(len(seq)))  # read in the extraction thread
+        for k, result in enumerate(vo.run(frames)):
+            results.append(result)
             seen.append((k, vo.last_observations.track_ids))
             if bar is not None:
                 keyframes += results[-1].keyframe

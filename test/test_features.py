@@ -95,3 +95,24 @@ def test_mutual_nn_and_ratio_numpy_equals_torch():
         assert np.allclose(m.distances, dist.numpy(), atol=1e-4)
     m = match_numpy(a, b)
     assert np.mean(m.indices[:, 0] == m.indices[:, 1]) > 0.95  # the true pairs are found
+
+
+def test_sparse_stereo_matching_equals_the_masked_dense_one(kitti06):
+    """The row-band candidate list gives exactly the matches of the dense distance matrix with
+    the stereo mask (KITTI 06 frame 10, RootSIFT of both images)."""
+    from hndesc_ros.config import MatchingConfig
+    from hndesc_ros.features.matching import match_stereo, stereo_candidates, stereo_mask
+    cfg = MatchingConfig()
+    sift = Sift(2000, upsample=False)
+    left = sift(read_image(kitti06 / 'image_0' / '000010.png'))
+    right = sift(read_image(kitti06 / 'image_1' / '000010.png'))
+    mask = stereo_mask(left.keypoints, right.keypoints, cfg.stereo_max_row_diff,
+                       cfg.stereo_min_disparity, cfg.stereo_max_disparity)
+    i0, i1 = stereo_candidates(left.keypoints, right.keypoints, cfg.stereo_max_row_diff,
+                               cfg.stereo_min_disparity, cfg.stereo_max_disparity)
+    assert mask.sum() == len(i0) and mask[i0, i1].all()
+    dense = match_numpy(left.descriptors, right.descriptors, cfg.ratio, cfg.max_distance, mask)
+    sparse = match_stereo(left, right, cfg)
+    assert len(sparse) > 300
+    assert np.array_equal(sparse.indices, dense.indices)
+    assert np.allclose(sparse.distances, dense.distances, atol=1e-4)

@@ -74,3 +74,31 @@ def test_shipped_onnx_is_the_export_of_the_shipped_checkpoint(kitti_frame, varia
     assert set(a) == set(b)
     for key in a:
         assert np.abs(a[key] - b[key]).max() < 1e-4, key
+
+
+def test_shipped_int8_model_is_the_quantised_shipped_checkpoint(kitti06):
+    """The int8 twin (default on ONNX Runtime) carries the checkpoint's hash and keeps the
+    dense descriptors within a cosine of 0.99 of the fp32 export on a KITTI 06 frame at the
+    VO's half size (calibrated on KITTI 00, training/export.py --int8)."""
+    import cv2
+    import onnx
+
+    from hndesc_ros.config import FeatureConfig
+    from hndesc_ros.features.extractor import resolve_weights
+    from hndesc_ros.features.image import read_image
+    from hndesc_ros.inference.onnx_export import checkpoint_digest
+    pt, int8 = shipped_weights('residual-small', 'pt'), shipped_weights('residual-small',
+                                                                        'int8.onnx')
+    meta = {p.key: p.value for p in onnx.load(str(int8)).metadata_props}
+    assert meta['hndesc_checkpoint_sha1'] == checkpoint_digest(pt)
+    assert 'int8' in meta['hndesc_int8']
+    img = read_image(kitti06 / 'image_0' / '000025.png')
+    x = prepare_input(cv2.resize(img, (613, 185), interpolation=cv2.INTER_AREA), 1)
+    a = create_backend('onnxruntime', str(shipped_weights('residual-small', 'onnx'))).run(x)
+    b = create_backend('onnxruntime', str(int8)).run(x)
+    cos = np.sum(a['dense'] * b['dense'], axis=1)
+    assert cos.mean() > 0.99 and np.percentile(cos, 1) > 0.9
+    assert resolve_weights(FeatureConfig()) == str(int8)
+    assert resolve_weights(FeatureConfig(int8=False)).endswith('hndesc_residual-small.onnx')
+    assert resolve_weights(FeatureConfig(extractor='residual')).endswith('hndesc_residual.onnx')
+    assert resolve_weights(FeatureConfig(backend='torch')).endswith('.pt')

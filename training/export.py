@@ -4,6 +4,8 @@
 
     python training/export.py                                   # shipped residual model
     python training/export.py --checkpoint runs/residual/hndesc_residual.pt --out exports/
+    python training/export.py --checkpoint hndesc_ros/weights/hndesc_residual-small.pt \
+        --no-engine --int8                           # + the int8 twin for the CPU (ONNX Runtime)
 
 The ONNX graph (opset 17, dynamic H and W, dense descriptor map output; keypoint sampling stays
 outside the graph) is validated against PyTorch on a real KITTI frame before it is kept.
@@ -29,6 +31,7 @@ from hndesc_ros.models.checkpoint import load_checkpoint  # noqa: E402
 from hndesc_ros.models.variants import shipped_weights  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CALIBRATION = ROOT.parent / 'shared' / 'data' / 'kitti' / 'sequences' / '00' / 'image_0'
 DEFAULT_IMAGE = ROOT.parent / 'shared' / 'data' / 'kitti' / 'sequences' / '06' / 'image_0' / \
     '000000.png'
 
@@ -49,12 +52,45 @@ def validate(checkpoint: Path, onnx_path: Path, image_path: Path, tol: float = 1
     return err
 
 
+def calibration_inputs(folder: Path, count: int, scale: float, in_channels: int):
+    """Every k-th image of ``folder`` (``count`` in all), resized by ``scale`` and prepared as
+    the runtime feeds the network."""
+    import cv2
+    files = sorted(folder.glob('*.png'))
+    if not files:
+        raise HndescError(f'no PNG images in {folder} (int8 calibration)')
+    for path in files[::max(len(files) // count, 1)][:count]:
+        img = read_image(path, gray=in_channels == 1)
+        h, w = img.shape[:2]
+        img = cv2.resize(img, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+        yield prepare_input(img, in_channels)
+
+
+def int8_agreement(fp32: Path, int8: Path, image_path: Path, scale: float) -> float:
+    """Mean cosine between the fp32 and int8 dense descriptors on a real image."""
+    import cv2
+    img = read_image(image_path, gray=True)
+    h, w = img.shape[:2]
+    x = prepare_input(cv2.resize(img, (round(w * scale), round(h * scale)),
+                                 interpolation=cv2.INTER_AREA), 1)
+    a = OrtBackend(str(fp32)).run(x)['dense']
+    b = OrtBackend(str(int8)).run(x)['dense']
+    return float(np.mean(np.sum(a * b, axis=1)))
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument('--checkpoint', default=str(shipped_weights('residual')))
     p.add_argument('--out', default='exports')
     p.add_argument('--image', default=str(DEFAULT_IMAGE), help='real image for validation')
     p.add_argument('--no-engine', action='store_true', help='ONNX only')
+    p.add_argument('--int8', action='store_true',
+                   help='also write <name>.int8.onnx, calibrated on --calibration')
+    p.add_argument('--calibration', default=str(DEFAULT_CALIBRATION),
+                   help='folder of images for int8 calibration (never an evaluated sequence)')
+    p.add_argument('--calibration-images', type=int, default=20)
+    p.add_argument('--network-scale', type=float, default=0.5,
+                   help='image scale the int8 ranges are calibrated at (features.network_scale)')
     p.add_argument('--fp32-engine', action='store_true', help='TensorRT without fp16')
     p.add_argument('--profile', default='120x160,376x1248,512x1408',
                    help='TensorRT min,opt,max HxW (KITTI 1241x376 pads to 1248x376)')
@@ -66,6 +102,13 @@ def main(argv=None) -> int:
         onnx_path = export_onnx(model, out / f'{ckpt.stem}.onnx', source=ckpt)
         err = validate(ckpt, onnx_path, Path(args.image))
         print(f'ONNX: {onnx_path} (opset 17, dynamic H/W; max |torch - onnxruntime| = {err:.1e})')
+        if args.int8:
+            from hndesc_ros.inference.quantize import quantize_int8
+            int8 = quantize_int8(onnx_path, out / f'{ckpt.stem}.int8.onnx', calibration_inputs(
+                Path(args.calibration), args.calibration_images, args.network_scale,
+                model.cfg.in_channels))
+            cos = int8_agreement(onnx_path, int8, Path(args.image), args.network_scale)
+            print(f'int8 ONNX: {int8} (mean cosine to the fp32 dense descriptors {cos:.4f})')
         if args.no_engine:
             return 0
         from hndesc_ros.inference.tensorrt_backend import build_engine

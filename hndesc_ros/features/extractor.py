@@ -56,12 +56,19 @@ def to_network_pixels(xy: np.ndarray, scale: float) -> np.ndarray:
 def resolve_weights(cfg: FeatureConfig) -> str:
     """The weights file for ``cfg``: ``cfg.weights``, else the model shipped for the variant in
     the backend's format (ONNX for onnxruntime and TensorRT, so the runtime needs no torch; the
-    checkpoint for torch)."""
+    checkpoint for torch; for onnxruntime with ``features.int8`` the int8 twin where the
+    package ships one)."""
     if cfg.weights:
         return cfg.weights
     from hndesc_ros.inference import resolve_backend
     from hndesc_ros.models.variants import shipped_weights
-    fmt = 'pt' if resolve_backend(cfg.backend, cfg.device) == 'torch' else 'onnx'
+    backend = resolve_backend(cfg.backend, cfg.device)
+    fmt = 'pt' if backend == 'torch' else 'onnx'
+    if cfg.int8 and backend == 'onnxruntime':
+        path = shipped_weights(cfg.extractor, 'int8.onnx')
+        if path.exists():
+            return str(path)
+        LOG.info('no int8 model shipped for %r: onnxruntime runs it in fp32', cfg.extractor)
     path = shipped_weights(cfg.extractor, fmt)
     if not path.exists():
         raise WeightsError(f'no shipped weights for {cfg.extractor!r} ({path}); train them with '

@@ -12,7 +12,7 @@ from typing import Dict, Tuple
 from hndesc_ros.errors import ConfigError
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / 'weights'
-WEIGHT_FORMATS = ('pt', 'onnx')
+WEIGHT_FORMATS = ('pt', 'onnx', 'int8.onnx')
 
 
 @dataclass
@@ -60,8 +60,10 @@ def variant_config(name: str, **overrides) -> ModelConfig:
 
 def shipped_weights(variant: str = 'residual', fmt: str = 'pt') -> Path:
     """Path of the model this package ships for ``variant`` (trained by training/train.py):
-    the checkpoint (``fmt='pt'``, for torch) or its ONNX export (``'onnx'``, for the runtime,
-    written by training/export.py and checked against the checkpoint by the tests)."""
+    the checkpoint (``fmt='pt'``, for torch), its ONNX export (``'onnx'``, for the runtime,
+    written by training/export.py and checked against the checkpoint by the tests) or the
+    export's int8 twin (``'int8.onnx'``, ONNX Runtime on the CPU; not every variant has one)."""
     if fmt not in WEIGHT_FORMATS:
-        raise ConfigError(f'unknown weights format {fmt!r}; choose one of pt, onnx')
+        raise ConfigError(f'unknown weights format {fmt!r}; choose one of '
+                          f'{", ".join(WEIGHT_FORMATS)}')
     return WEIGHTS_DIR / f'hndesc_{variant}.{fmt}'

@@ -133,20 +133,21 @@ class Mapper:
             T_opt = kf.T_world_cam
         self._forget()
         est = self.smoother.landmarks(self.segment.values())
-        ids = [t for t, lm in self.segment.items() if lm in est]
-        pts = [est[self.segment[t]] for t in ids]
-        return MapUpdate(kf.index, T_opt, np.array(ids, np.int64),
-                         np.array(pts, float).reshape(-1, 3))
+        refined = [(t, est[lm]) for t, lm in self.segment.items() if lm in est]
+        return MapUpdate(kf.index, T_opt, np.array([t for t, _ in refined], np.int64),
+                         np.array([p for _, p in refined], float).reshape(-1, 3))
 
     def _forget(self) -> None:
         """Drop segments whose landmark has left the window and pending rows that can no
         longer enter it."""
         sm = self.smoother
-        self.pending = {lm: [r for r in b if sm.pose_alive(r[0])]
-                        for lm, b in self.pending.items()}
-        self.pending = {lm: b for lm, b in self.pending.items() if b}
+        oldest = sm.latest - sm.window   # keyframes up to here have left the window
+        # rows are appended in keyframe order: a buffer lives while its last row does (its
+        # dead first rows are dropped when the landmark is next observed)
+        self.pending = {lm: b for lm, b in self.pending.items() if b[-1][0] > oldest}
+        alive = sm.landmark_time
         self.segment = {t: lm for t, lm in self.segment.items()
-                        if lm in self.pending or sm.landmark_alive(lm)}
+                        if lm in self.pending or alive.get(lm, oldest) > oldest}
 
     # the interface shared with AsyncMapper
     def submit(self, kf: Keyframe) -> None:

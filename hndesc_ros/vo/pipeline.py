@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Dict, Optional, Tuple
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Iterable, Iterator, Optional, Tuple
 
 import numpy as np
 
@@ -28,6 +29,25 @@ from hndesc_ros.vo.odometry import MonoOdometry, StereoOdometry
 from hndesc_ros.vo.tracker import MapTracker, TemporalTracker
 
 LOG = logging.getLogger(__name__)
+
+
+@dataclass
+class PairFeatures:
+    """What :meth:`StereoFrontend.extract` produces for one pair (no tracker state).
+
+    Attributes:
+        left: Features of the left image (the configured descriptor).
+        left_sift: the (Root)SIFT part at the same keypoints (None without a SIFT branch).
+        right: Features of the right image for descriptor stereo (None: mono, KLT or static).
+        u_right: (N,) right u already known (KLT, the static front end), else None.
+        timings: ms per stage so far.
+    """
+
+    left: Features
+    left_sift: Optional[Features]
+    right: Optional[Features]
+    u_right: Optional[np.ndarray]
+    timings: Dict[str, float] = field(default_factory=dict)
 
 
 def uses_static_frontend(cfg: Config) -> bool:
@@ -91,51 +111,71 @@ class StereoFrontend:
                       if self.cfg.features.parallel and not self.mono and self.static is None
                       and self.stereo_method != 'klt' else None)
 
-    def stereo_features(self, left: np.ndarray, right: Optional[np.ndarray]
-                        ) -> Tuple[Features, np.ndarray, Dict[str, float]]:
-        """Left Features and the right-image u of each keypoint (NaN: none; all NaN in mono).
+    def extract(self, left: np.ndarray, right: Optional[np.ndarray]) -> PairFeatures:
+        """The stateless half of a frame: features of the left image and what stereo needs of
+        the right one (left || right in two threads). Safe to run for the next frame while
+        :meth:`track` handles this one (:meth:`StereoVO.run` does)."""
+        t0 = time.perf_counter()
+        if self.static is not None:
+            fl, u_right = self.static.stereo_features(to_gray(left), to_gray(right))
+            return PairFeatures(fl, None, None, u_right,
+                                {'static_frontend': (time.perf_counter() - t0) * 1e3})
+        method = self.stereo_method
+        stereo = right is not None and not self.mono
+        right_fn = self.extractor.sift_features if method == 'sift' else self.extractor.extract
+        right_job = None
+        if self._pool is not None and stereo and method != 'klt':
+            right_job = self._pool.submit(right_fn, right)
+        fl, sl = self.extractor.extract_with_sift(left)
+        t1 = time.perf_counter()
+        pf = PairFeatures(fl, sl, None, None, {'extract_left': (t1 - t0) * 1e3})
+        if stereo and method == 'klt':
+            pf.u_right = stereo_klt(to_gray(left), to_gray(right), fl.keypoints,
+                                    self.cfg.matching)
+            pf.timings['stereo_matching'] = (time.perf_counter() - t1) * 1e3
+        elif stereo:
+            pf.right = right_job.result() if right_job else right_fn(right)
+            pf.timings['extract_right'] = (time.perf_counter() - t1) * 1e3
+        return pf
+
+    def stereo(self, pf: PairFeatures) -> np.ndarray:
+        """(N,) right-image u of each left keypoint (NaN: none; all NaN in mono).
 
         ``matching.stereo_method``: ``sift`` matches the (Root)SIFT part of the left keypoints
         with SIFT of the right image (the network runs on the left image only); ``descriptor``
         extracts both images fully; ``klt`` tracks the left keypoints into the right image.
         """
+        if pf.u_right is not None:
+            return pf.u_right
+        if pf.right is None:
+            return np.full(len(pf.left), np.nan, np.float32)
         t0 = time.perf_counter()
-        if self.static is not None:
-            fl, u_right = self.static.stereo_features(to_gray(left), to_gray(right))
-            return fl, u_right, {'static_frontend': (time.perf_counter() - t0) * 1e3}
-        method = self.stereo_method
-        right_job = None
-        if self._pool is not None and right is not None and method != 'klt':
-            fn = self.extractor.sift_features if method == 'sift' else self.extractor.extract
-            right_job = self._pool.submit(fn, right)
-        fl, sl = self.extractor.extract_with_sift(left)
-        t1 = time.perf_counter()
-        timings = {'extract_left': (t1 - t0) * 1e3}
-        u_right = np.full(len(fl), np.nan, np.float32)
-        if right is not None and not self.mono:
-            if method == 'klt':
-                u_right = stereo_klt(to_gray(left), to_gray(right), fl.keypoints,
-                                     self.cfg.matching)
-            else:
-                fn = self.extractor.sift_features if method == 'sift' else self.extractor.extract
-                fr = right_job.result() if right_job else fn(right)
-                timings['extract_right'] = (time.perf_counter() - t1) * 1e3
-                u_right = stereo_descriptors(sl if method == 'sift' else fl, fr,
-                                             self.cfg.matching)
-            timings['stereo_matching'] = (time.perf_counter() - t1) * 1e3 - \
-                timings.get('extract_right', 0.0)
-        return fl, u_right, timings
+        left = pf.left_sift if self.stereo_method == 'sift' else pf.left
+        u_right = stereo_descriptors(left, pf.right, self.cfg.matching)
+        pf.timings['stereo_matching'] = (time.perf_counter() - t0) * 1e3
+        return u_right
+
+    def stereo_features(self, left: np.ndarray, right: Optional[np.ndarray]
+                        ) -> Tuple[Features, np.ndarray, Dict[str, float]]:
+        """:meth:`extract` then :meth:`stereo`: left Features, (N,) right u, ms per stage."""
+        pf = self.extract(left, right)
+        u_right = self.stereo(pf)
+        return pf.left, u_right, pf.timings
+
+    def track(self, pf: PairFeatures, stamp: float = 0.0, index: int = 0) -> Observations:
+        """The stateful half: stereo correspondences and tracking -> Observations."""
+        u_right = self.stereo(pf)
+        if self.mono:
+            obs = self.tracker.track(pf.left, stamp, index)
+        else:
+            obs = self.tracker.track(pf.left, u_right, stamp, index)
+        obs.timings.update(pf.timings)
+        return obs
 
     def process(self, left: np.ndarray, right: Optional[np.ndarray], stamp: float = 0.0,
                 index: int = 0) -> Observations:
         """(H, W) left and right (None in mono) images -> Observations with timings (ms)."""
-        fl, u_right, timings = self.stereo_features(left, right)
-        if self.mono:
-            obs = self.tracker.track(fl, stamp, index)
-        else:
-            obs = self.tracker.track(fl, u_right, stamp, index)
-        obs.timings.update(timings)
-        return obs
+        return self.track(self.extract(left, right), stamp, index)
 
     def close(self) -> None:
         """Stop the worker threads."""
@@ -172,7 +212,35 @@ class StereoVO:
 
     def process(self, frame: StereoFrame) -> FrameResult:
         """One stereo pair -> FrameResult (pose T_world_cam, timings in ms)."""
-        obs = self.frontend.process(frame.left, frame.right, frame.stamp, frame.index)
+        return self._finish(frame, self.frontend.extract(frame.left, frame.right))
+
+    def run(self, frames: Iterable[StereoFrame]) -> Iterator[FrameResult]:
+        """FrameResults of a stream of pairs, in order.
+
+        With ``vo.pipelined`` the next pair is read and extracted in a worker thread while this
+        one is tracked and mapped: extraction has no state, so the poses are those of
+        :meth:`process` frame by frame, and the second core is no longer idle while the
+        tracker, PnP and GTSAM run in this thread.
+        """
+        it = iter(frames)
+        if not self.cfg.vo.pipelined:
+            for frame in it:
+                yield self.process(frame)
+            return
+
+        def load():
+            frame = next(it, None)
+            return None if frame is None else (frame, self.frontend.extract(frame.left,
+                                                                            frame.right))
+
+        with ThreadPoolExecutor(1, thread_name_prefix='hndesc-extract') as pool:
+            job = pool.submit(load)
+            while (item := job.result()) is not None:
+                job = pool.submit(load)
+                yield self._finish(*item)
+
+    def _finish(self, frame: StereoFrame, pf: PairFeatures) -> FrameResult:
+        obs = self.frontend.track(pf, frame.stamp, frame.index)
         self.last_observations = obs
         res = self.odometry.process(obs)
         for u in self.odometry.map_updates():
@@ -203,4 +271,4 @@ def summarise_timings(results) -> Dict[str, float]:
     return med
 
 
-__all__ = ['MapUpdate', 'StereoFrontend', 'StereoVO', 'summarise_timings']
+__all__ = ['MapUpdate', 'PairFeatures', 'StereoFrontend', 'StereoVO', 'summarise_timings']

@@ -17,6 +17,7 @@ import numpy as np
 from hndesc_ros.types import StereoCalib
 
 LOG = logging.getLogger(__name__)
+_X, _L = ord('x') << 56, ord('l') << 56
 
 
 def _gtsam():
@@ -60,13 +61,15 @@ class StereoSmoother:
         self.latest: Optional[int] = None
         self.factors = 0
 
+    # GTSAM keys, as gtsam.symbol('x', k) and gtsam.symbol('l', j) compute them (the character
+    # in the top 8 of 64 bits), without a call into the bindings per factor
     @staticmethod
     def X(k: int) -> int:
-        return _gtsam().symbol('x', k)
+        return _X | k
 
     @staticmethod
     def L(j: int) -> int:
-        return _gtsam().symbol('l', j)
+        return _L | j
 
     def pose_alive(self, k: int) -> bool:
         """True while keyframe k is still inside the window (can take new factors)."""
@@ -108,9 +111,10 @@ class StereoSmoother:
             values.insert(self.L(j), point)
             graph.add(gtsam.PriorFactorPoint3(self.L(j), point, self.landmark_prior))
         touched = {}
+        factor, point2, noise, K = gtsam.GenericStereoFactor3D, gtsam.StereoPoint2, self.noise, \
+            self.K
         for kf, j, ul, ur, v in observations:
-            graph.add(gtsam.GenericStereoFactor3D(gtsam.StereoPoint2(ul, ur, v), self.noise,
-                                                  self.X(kf), self.L(j), self.K))
+            graph.add(factor(point2(ul, ur, v), noise, _X | kf, _L | j, K))
             touched[j] = max(touched.get(j, -1), kf)
         for j, kf in touched.items():
             t = max(self.landmark_time.get(j, -1), kf)
@@ -129,8 +133,11 @@ class StereoSmoother:
     def landmarks(self, js) -> Dict[int, np.ndarray]:
         """Current estimates of the landmarks ``js`` still in the window (one back-substitution
         for all of them)."""
-        alive = [j for j in js if self.landmark_alive(j)]
+        if self.latest is None:
+            return {}
+        oldest, times = self.latest - self.window, self.landmark_time
+        alive = [j for j in js if times.get(j, oldest) > oldest]
         if not alive:
             return {}
         est = self.smoother.calculateEstimate()
-        return {j: np.asarray(est.atPoint3(self.L(j))) for j in alive}
+        return {j: np.asarray(est.atPoint3(_L | j)) for j in alive}
