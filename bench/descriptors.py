@@ -3,7 +3,11 @@
 HPatches v_churchill (MMA, homography accuracy) and KITTI 06 stereo / temporal pairs
 (epipolar MMA).
 
-    python bench/descriptors.py [--weights-residual FILE]
+    python bench/descriptors.py [--methods sift residual-small residual-small+fp32 ...]
+                                [--extra NAME=CHECKPOINT ...]
+
+A method name ending in ``+fp32`` runs the network without its int8 twin (``features.int8``
+off; the int8 model is ONNX Runtime's default where the package ships one).
 """
 import argparse
 import logging
@@ -30,9 +34,11 @@ def main():
     a = p.parse_args()
     logging.basicConfig(level=logging.ERROR)
 
-    def extractor(**kw):
+    def extractor(extractor, **kw):
         """The descriptor protocol: full-resolution SIFT keypoints, network at full size."""
-        return Extractor(FeatureConfig(**kw).at_full_resolution()).extract
+        name, fp32 = extractor.removesuffix('+fp32'), extractor.endswith('+fp32')
+        return Extractor(FeatureConfig(extractor=name, int8=not fp32, **kw)
+                         .at_full_resolution()).extract
 
     ex = {m: extractor(extractor=m, max_keypoints=100000) for m in a.methods}
     for item in a.extra:

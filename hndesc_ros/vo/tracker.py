@@ -19,6 +19,7 @@ from typing import Dict, Optional, Tuple
 
 import cv2
 import numpy as np
+from scipy.spatial import cKDTree
 
 from hndesc_ros.config import MatchingConfig, VOConfig
 from hndesc_ros.features.matching import match_numpy
@@ -97,7 +98,6 @@ def match_in_windows(proj: np.ndarray, map_desc: np.ndarray, kp: np.ndarray,
     empty = np.zeros(0, np.int64), np.zeros(0, np.int64)
     if not len(proj) or not len(kp):
         return empty
-    from scipy.spatial import cKDTree
     pairs = cKDTree(proj).sparse_distance_matrix(cKDTree(kp), radius, p=np.inf,
                                                  output_type='ndarray')
     if not len(pairs):
