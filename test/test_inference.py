@@ -79,7 +79,7 @@ def test_shipped_onnx_is_the_export_of_the_shipped_checkpoint(kitti_frame, varia
 def test_shipped_int8_model_is_the_quantised_shipped_checkpoint(kitti06):
     """The int8 twin (default on ONNX Runtime) carries the checkpoint's hash and keeps the
     dense descriptors within a cosine of 0.99 of the fp32 export on a KITTI 06 frame at the
-    VO's half size (calibrated on KITTI 00, training/export.py --int8)."""
+    VO's network scale (calibrated on KITTI 00, training/export.py --int8)."""
     import cv2
     import onnx
 
@@ -93,7 +93,9 @@ def test_shipped_int8_model_is_the_quantised_shipped_checkpoint(kitti06):
     assert meta['hndesc_checkpoint_sha1'] == checkpoint_digest(pt)
     assert 'int8' in meta['hndesc_int8']
     img = read_image(kitti06 / 'image_0' / '000025.png')
-    x = prepare_input(cv2.resize(img, (613, 185), interpolation=cv2.INTER_AREA), 1)
+    scale = FeatureConfig().network_scale
+    size = (round(img.shape[1] * scale), round(img.shape[0] * scale))
+    x = prepare_input(cv2.resize(img, size, interpolation=cv2.INTER_AREA), 1)
     a = create_backend('onnxruntime', str(shipped_weights('residual-small', 'onnx'))).run(x)
     b = create_backend('onnxruntime', str(int8)).run(x)
     cos = np.sum(a['dense'] * b['dense'], axis=1)

@@ -89,7 +89,7 @@ def main(argv=None) -> int:
     p.add_argument('--calibration', default=str(DEFAULT_CALIBRATION),
                    help='folder of images for int8 calibration (never an evaluated sequence)')
     p.add_argument('--calibration-images', type=int, default=20)
-    p.add_argument('--network-scale', type=float, default=0.5,
+    p.add_argument('--network-scale', type=float, default=0.4,
                    help='image scale the int8 ranges are calibrated at (features.network_scale)')
     p.add_argument('--fp32-engine', action='store_true', help='TensorRT without fp16')
     p.add_argument('--profile', default='120x160,376x1248,512x1408',

@@ -101,13 +101,17 @@ class BackendNode(Node):
             self.drops.drop('stamp_not_increasing', f'{stamp_ns} <= {self.last_ns} ns')
             return self._status()
         try:
-            res = self.odometry.process(obs)
+            res = self.odometry.process(obs, defer_mapping=True)
         except Exception as exc:  # a bug or a library failure: this frame only
             self.drops.internal_error(exc)
             return self._status()
         self.last_ns = stamp_ns
         self.frames += 1
-        self._publish(msg.header.stamp, res.T_world_cam)
+        self._publish(msg.header.stamp, res.T_world_cam)  # the pose does not wait for mapping
+        try:
+            self.odometry.map_pending()
+        except Exception as exc:
+            self.drops.internal_error(exc)
         if self.origin is None:
             self.origin = msg.header.stamp  # the frame whose camera is the VO world
         for u in self.odometry.map_updates() if self.cfg.vo.share_map else ():

@@ -49,6 +49,7 @@ class StereoOdometry:
         self.frames = 0
         self.lost = 0
         self._shared: List[MapUpdate] = []
+        self._pending: Optional[Keyframe] = None  # keyframe of a deferred mapping step
 
     def close(self) -> None:
         """Stop the background mapper (if any)."""
@@ -103,8 +104,15 @@ class StereoOdometry:
         return out
 
     # ------------------------------------------------------------------ main
-    def process(self, obs: Observations) -> FrameResult:
-        """Estimate the pose of one frame from its observations."""
+    def process(self, obs: Observations, defer_mapping: bool = False) -> FrameResult:
+        """Estimate the pose of one frame from its observations.
+
+        Args:
+            defer_mapping: leave this frame's mapping step (a keyframe into the smoother and
+                the refined landmarks back) to :meth:`map_pending`, so that a caller can
+                publish the pose first; the results are those of an immediate mapping as long
+                as :meth:`map_pending` runs before the next frame.
+        """
         t0 = time.perf_counter()
         c = self.cfg
         ids = obs.track_ids
@@ -138,23 +146,34 @@ class StereoOdometry:
         keyframe = self.mapper is not None and self._is_keyframe(T_new, ids[inliers], tracked)
         if keyframe:
             restart = outlier | ~self._stereo_consistent(obs, T_new) | (not tracked)
-            self.mapper.submit(Keyframe(obs.index, T_new, ids, obs.uv, obs.u_right, stereo_ok,
-                                        restart, tracked))
+            self._pending = Keyframe(obs.index, T_new, ids, obs.uv, obs.u_right, stereo_ok,
+                                     restart, tracked)
             self.kf_T, self.kf_frame = T_new, self.frames
             self.kf_ids = set(ids[inliers].tolist())
-        t2 = time.perf_counter()
         self.motion.update(T_new, obs.stamp, tracked)
         self._update_points(obs, stereo_ok, outlier)
-        if self.mapper is not None:
-            self._apply(self.mapper.poll())
         self.frames += 1
+        timings = {**obs.timings, 'pnp': (t1 - t0) * 1e3}
+        if not defer_mapping:
+            timings['mapping'] = self.map_pending()
         return FrameResult(obs.index, obs.stamp, T_new.copy(), tracked, keyframe, len(inliers),
-                           len(obs), {**obs.timings, 'pnp': (t1 - t0) * 1e3,
-                                      'mapping': (time.perf_counter() - t1) * 1e3,
-                                      'keyframe_submit': (t2 - t1) * 1e3})
+                           len(obs), timings)
+
+    def map_pending(self) -> float:
+        """The mapping step of the latest frame: its keyframe (if it is one) to the mapper
+        (inline: optimised now; background: queued) and the finished updates applied.
+        Returns the milliseconds it took."""
+        t0 = time.perf_counter()
+        if self.mapper is not None:
+            if self._pending is not None:
+                self.mapper.submit(self._pending)
+                self._pending = None
+            self._apply(self.mapper.poll())
+        return (time.perf_counter() - t0) * 1e3
 
     def finish(self) -> None:
         """Wait for the mapper to finish the submitted keyframes (end of a run)."""
+        self.map_pending()
         if self.mapper is not None:
             self._apply(self.mapper.flush())
 
@@ -211,7 +230,11 @@ class MonoOdometry:
         """No map: always empty."""
         return []
 
-    def process(self, obs: Observations) -> FrameResult:
+    def map_pending(self) -> float:
+        """No mapping step (the same interface as StereoOdometry)."""
+        return 0.0
+
+    def process(self, obs: Observations, defer_mapping: bool = False) -> FrameResult:
         t0 = time.perf_counter()
         tracked, n_inl = True, 0
         if self.prev is not None:
