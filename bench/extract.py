@@ -7,7 +7,8 @@ Rows (median ms of the runs, this machine, this run):
 - one plain OpenCV SIFT pass (2000 keypoints): the unit the VO bench divides by;
 - SIFT as the project runs it: two passes (detect, then describe) vs one pass, with and
   without OpenCV's 2x-upsampled first octave;
-- the network (ONNX Runtime) at full and half image size, for each variant;
+- the network (ONNX Runtime) at full, half and 0.4 image size, for each variant, and the
+  int8 twin of residual-small;
 - whole extraction of one image: sequential vs SIFT || network;
 - the stereo front end of one pair (everything before tracking): both images extracted, the
   right image with SIFT only (default), or KLT into the right image; left || right.
@@ -59,13 +60,16 @@ def main():
             row(f'SIFT two passes (detect, describe), {tag}',
                 lambda: s.describe(left, s.detect(left)))
         row(f'SIFT one pass, {tag}', lambda: s(left))
-    for variant in ('residual', 'residual-small', 'cnn'):
-        b = create_backend('onnxruntime', str(shipped_weights(variant)), num_threads=a.threads)
-        for scale in (1.0, 0.5):
+    for variant, fmt in (('residual', 'onnx'), ('residual-small', 'onnx'),
+                         ('residual-small', 'int8.onnx'), ('cnn', 'onnx')):
+        b = create_backend('onnxruntime', str(shipped_weights(variant, fmt)),
+                           num_threads=a.threads)
+        for scale in (1.0, 0.5, 0.4):
             img = left if scale == 1.0 else cv2.resize(
                 left, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
             x = prepare_input(img, 1)
-            row(f'network {variant}, image x{scale}', lambda: b.run(x))
+            row(f'network {variant}{" int8" if "int8" in fmt else ""}, image x{scale}, '
+                f'{a.threads} thread(s)', lambda: b.run(x))
     base = {'features.extractor': a.variant}
     for par in (False, True):
         ex = Extractor(load_config(None, {**base, 'features.parallel': par}).features)
