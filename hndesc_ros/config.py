@@ -48,7 +48,7 @@ class FeatureConfig:
     num_threads: int = 1               # threads of each torch / onnxruntime / OpenCV call
     sift_upsample: bool = False        # SIFT's 2x-upsampled first octave (4x the cost)
     parallel: bool = True              # SIFT || network, and left || right, in two threads
-    network_scale: float = 0.4         # the network sees the image resized by this factor
+    network_scale: float = 0.4         # network input scale (learned keypoints: at least 0.75)
 
     def at_full_resolution(self) -> 'FeatureConfig':
         """This config with OpenCV's standard SIFT (2x-upsampled first octave) and the network
