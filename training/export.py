@@ -57,12 +57,13 @@ def calibration_inputs(folder: Path, count: int, scale: float, in_channels: int)
     the runtime feeds the network."""
     import cv2
     files = sorted(folder.glob('*.png'))
-    if not files:
-        raise HndescError(f'no PNG images in {folder} (int8 calibration)')
+    if not files or count < 1:
+        raise HndescError(f'int8 calibration needs at least one PNG image in {folder}')
     for path in files[::max(len(files) // count, 1)][:count]:
         img = read_image(path, gray=in_channels == 1)
         h, w = img.shape[:2]
-        img = cv2.resize(img, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+        img = cv2.resize(img, (max(round(w * scale), 8), max(round(h * scale), 8)),
+                         interpolation=cv2.INTER_AREA)
         yield prepare_input(img, in_channels)
 
 
@@ -71,7 +72,7 @@ def int8_agreement(fp32: Path, int8: Path, image_path: Path, scale: float) -> fl
     import cv2
     img = read_image(image_path, gray=True)
     h, w = img.shape[:2]
-    x = prepare_input(cv2.resize(img, (round(w * scale), round(h * scale)),
+    x = prepare_input(cv2.resize(img, (max(round(w * scale), 8), max(round(h * scale), 8)),
                                  interpolation=cv2.INTER_AREA), 1)
     a = OrtBackend(str(fp32)).run(x)['dense']
     b = OrtBackend(str(int8)).run(x)['dense']

@@ -117,12 +117,14 @@ def stereo_candidates(kp_left: np.ndarray, kp_right: np.ndarray, max_row_diff: f
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     order = np.argsort(kp_right[:, 1], kind='stable')
     rows = kp_right[order, 1]
-    lo = np.searchsorted(rows, kp_left[:, 1] - max_row_diff, 'left')
-    hi = np.searchsorted(rows, kp_left[:, 1] + max_row_diff, 'right')
+    margin = max_row_diff + 1e-3  # a little wider: the exact band test below decides
+    lo = np.searchsorted(rows, kp_left[:, 1] - margin, 'left')
+    hi = np.searchsorted(rows, kp_left[:, 1] + margin, 'right')
     i0, pos = expand_ranges(lo, hi)
     i1 = order[pos]
     disp = kp_left[i0, 0] - kp_right[i1, 0]
-    ok = (disp >= min_disparity) & (disp <= max_disparity)
+    ok = ((disp >= min_disparity) & (disp <= max_disparity)
+          & (np.abs(kp_left[i0, 1] - kp_right[i1, 1]) <= max_row_diff))  # as stereo_mask rounds
     return i0[ok].astype(np.int64), i1[ok].astype(np.int64)
 
 

@@ -8,6 +8,7 @@ from typing import Optional, Tuple
 
 import cv2
 import numpy as np
+from scipy.optimize import least_squares
 
 from hndesc_ros.se3 import inv, make_T, scale_motion, transform_points
 from hndesc_ros.types import StereoCalib
@@ -135,7 +136,6 @@ def refine_relative_pose(R: np.ndarray, t: np.ndarray, x0: np.ndarray, x1: np.nd
     Returns:
         (R (3, 3), unit t (3,)).
     """
-    from scipy.optimize import least_squares
     t = t / np.linalg.norm(t)
     a = np.cross(t, [1.0, 0.0, 0.0] if abs(t[0]) < 0.9 else [0.0, 1.0, 0.0])
     a /= np.linalg.norm(a)

@@ -113,6 +113,8 @@ class StereoOdometry:
                 publish the pose first; the results are those of an immediate mapping as long
                 as :meth:`map_pending` runs before the next frame.
         """
+        if self._pending is not None:  # a deferred mapping step the caller did not run
+            self.map_pending()
         t0 = time.perf_counter()
         c = self.cfg
         ids = obs.track_ids
@@ -164,10 +166,10 @@ class StereoOdometry:
         (inline: optimised now; background: queued) and the finished updates applied.
         Returns the milliseconds it took."""
         t0 = time.perf_counter()
+        keyframe, self._pending = self._pending, None  # submitted once, even if it fails
         if self.mapper is not None:
-            if self._pending is not None:
-                self.mapper.submit(self._pending)
-                self._pending = None
+            if keyframe is not None:
+                self.mapper.submit(keyframe)
             self._apply(self.mapper.poll())
         return (time.perf_counter() - t0) * 1e3
 

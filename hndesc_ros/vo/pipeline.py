@@ -218,9 +218,11 @@ class StereoVO:
         """FrameResults of a stream of pairs, in order.
 
         With ``vo.pipelined`` the next pair is read and extracted in a worker thread while this
-        one is tracked and mapped: extraction has no state, so the poses are those of
+        one is tracked and mapped: extraction does not depend on the tracker's state (the
+        static GPU front end keeps its own, in frame order), so the poses are those of
         :meth:`process` frame by frame, and the second core is no longer idle while the
-        tracker, PnP and GTSAM run in this thread.
+        tracker, PnP and GTSAM run in this thread. Consume the generator to its end (or close
+        it) before :meth:`close`; closing it early waits for the one pair in extraction.
         """
         it = iter(frames)
         if not self.cfg.vo.pipelined:
