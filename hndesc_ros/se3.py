@@ -30,10 +30,15 @@ def rotation_angle(R: np.ndarray) -> float:
     return float(np.arccos(np.clip((np.trace(R) - 1) / 2, -1.0, 1.0)))
 
 
+def skew(v: np.ndarray) -> np.ndarray:
+    """(3,) -> (3, 3) cross-product matrix: ``skew(v) @ x == np.cross(v, x)``."""
+    return np.array([[0.0, -v[2], v[1]], [v[2], 0.0, -v[0]], [-v[1], v[0], 0.0]])
+
+
 def _left_jacobian(w: np.ndarray) -> np.ndarray:
     """SO(3) left Jacobian V(w): the translation of exp([w, v]) is V(w) v."""
     theta = float(np.linalg.norm(w))
-    W = np.array([[0.0, -w[2], w[1]], [w[2], 0.0, -w[0]], [-w[1], w[0], 0.0]])
+    W = skew(w)
     if theta < 1e-8:
         return np.eye(3) + 0.5 * W
     return (np.eye(3) + (1 - np.cos(theta)) / theta ** 2 * W

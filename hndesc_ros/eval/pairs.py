@@ -12,18 +12,15 @@ from typing import Callable, Dict, Sequence
 import numpy as np
 
 from hndesc_ros.features.matching import match_numpy
+from hndesc_ros.se3 import skew
 from hndesc_ros.types import Features
-
-
-def _skew(t: np.ndarray) -> np.ndarray:
-    return np.array([[0, -t[2], t[1]], [t[2], 0, -t[0]], [-t[1], t[0], 0]])
 
 
 def epipolar_errors(p0: np.ndarray, p1: np.ndarray, K: np.ndarray, T_0_1: np.ndarray):
     """Symmetric point-to-epipolar-line distances (px) for (N, 2) matches; T_0_1 maps camera-1
     coordinates into camera 0 (T_world_0^-1 T_world_1)."""
     T_1_0 = np.linalg.inv(T_0_1)
-    E = _skew(T_1_0[:3, 3]) @ T_1_0[:3, :3]  # x1^T E x0 = 0
+    E = skew(T_1_0[:3, 3]) @ T_1_0[:3, :3]  # x1^T E x0 = 0
     Ki = np.linalg.inv(K)
     F = Ki.T @ E @ Ki
     h0 = np.c_[p0, np.ones(len(p0))]

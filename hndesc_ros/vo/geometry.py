@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 from scipy.optimize import least_squares
 
-from hndesc_ros.se3 import inv, make_T, scale_motion, transform_points
+from hndesc_ros.se3 import inv, make_T, scale_motion, skew, transform_points
 from hndesc_ros.types import StereoCalib
 
 
@@ -118,10 +118,6 @@ def essential_motion(p0: np.ndarray, p1: np.ndarray, calib: StereoCalib,
     return make_T(R, t), inl
 
 
-def _skew(v: np.ndarray) -> np.ndarray:
-    return np.array([[0.0, -v[2], v[1]], [v[2], 0.0, -v[0]], [-v[1], v[0], 0.0]])
-
-
 def refine_relative_pose(R: np.ndarray, t: np.ndarray, x0: np.ndarray, x1: np.ndarray,
                          scale: float) -> Tuple[np.ndarray, np.ndarray]:
     """Two-view refinement: the rotation and translation direction (5 degrees of freedom)
@@ -147,7 +143,7 @@ def refine_relative_pose(R: np.ndarray, t: np.ndarray, x0: np.ndarray, x1: np.nd
 
     def sampson(p):
         Rp, tp = pose(p)
-        E = _skew(tp) @ Rp
+        E = skew(tp) @ Rp
         ex0, etx1 = x0 @ E.T, x1 @ E
         den = np.sqrt(ex0[:, 0] ** 2 + ex0[:, 1] ** 2 + etx1[:, 0] ** 2 + etx1[:, 1] ** 2)
         return np.sum(x1 * ex0, axis=1) / (den + 1e-12)
