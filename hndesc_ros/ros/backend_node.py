@@ -114,7 +114,7 @@ class BackendNode(Node):
             self.drops.internal_error(exc)
         if self.origin is None:
             self.origin = msg.header.stamp  # the frame whose camera is the VO world
-        for u in self.odometry.map_updates() if self.cfg.vo.share_map else ():
+        for u in self.odometry.map_updates():  # empty unless vo.share_map
             header = Header(stamp=self.origin, frame_id=msg.header.frame_id)
             self.pub_landmarks.publish(landmarks_to_cloud(u.track_ids, u.points, header))
         self._status()

@@ -99,7 +99,8 @@ class StereoOdometry:
                     self.points[t] = p
 
     def map_updates(self) -> List[MapUpdate]:
-        """Refined landmarks that arrived since the last call (to share with the front end)."""
+        """Refined landmarks that arrived since the last call, to share with the front end
+        (always empty without ``vo.share_map``)."""
         out, self._shared = self._shared, []
         return out
 

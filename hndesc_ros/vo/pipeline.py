@@ -33,7 +33,7 @@ LOG = logging.getLogger(__name__)
 
 @dataclass
 class PairFeatures:
-    """What :meth:`StereoFrontend.extract` produces for one pair (no tracker state).
+    """What :meth:`StereoFrontend.extract` produces for one pair (before any tracking).
 
     Attributes:
         left: Features of the left image (the configured descriptor).
@@ -112,9 +112,9 @@ class StereoFrontend:
                       and self.stereo_method != 'klt' else None)
 
     def extract(self, left: np.ndarray, right: Optional[np.ndarray]) -> PairFeatures:
-        """The stateless half of a frame: features of the left image and what stereo needs of
-        the right one (left || right in two threads). Safe to run for the next frame while
-        :meth:`track` handles this one (:meth:`StereoVO.run` does)."""
+        """The half of a frame that does not touch the tracker: features of the left image and
+        what stereo needs of the right one (left || right in two threads). Safe to run for the
+        next frame while :meth:`track` handles this one (:meth:`StereoVO.run` does)."""
         t0 = time.perf_counter()
         if self.static is not None:
             fl, u_right = self.static.stereo_features(to_gray(left), to_gray(right))
@@ -245,9 +245,8 @@ class StereoVO:
         obs = self.frontend.track(pf, frame.stamp, frame.index)
         self.last_observations = obs
         res = self.odometry.process(obs)
-        for u in self.odometry.map_updates():
-            if self.cfg.vo.share_map:
-                self.frontend.tracker_update(u.track_ids, u.points)
+        for u in self.odometry.map_updates():  # empty unless vo.share_map
+            self.frontend.tracker_update(u.track_ids, u.points)
         return res
 
     def finish(self) -> Dict[int, np.ndarray]:
