@@ -42,7 +42,7 @@ def run_sequence(seq, cfg: Config, mono: bool = False, gt_scale: bool = False,
             steps = np.r_[0, np.linalg.norm(np.diff(gt[:, :3, 3], axis=0), axis=1)]
             scale_fn = steps.__getitem__
     vo = StereoVO(seq.calib, cfg, extractor, scale_fn)
-    bar = progress_bar(len(seq), f'VO {cfg.features.extractor}') if progress else None
+    bar = progress_bar(len(seq), f'VO {cfg.features.extractor}', enabled=progress)
     results, seen = [], []
     keyframes = lost = 0
     t0 = time.perf_counter()
@@ -51,16 +51,14 @@ def run_sequence(seq, cfg: Config, mono: bool = False, gt_scale: bool = False,
         for k, result in enumerate(vo.run(frames)):
             results.append(result)
             seen.append((k, vo.last_observations.track_ids))
-            if bar is not None:
-                keyframes += results[-1].keyframe
-                lost += k > 0 and not results[-1].tracked
-                bar.set_postfix(keyframes=keyframes, lost=lost, refresh=False)
-                bar.update()
+            keyframes += result.keyframe
+            lost += k > 0 and not result.tracked
+            bar.set_postfix(keyframes=keyframes, lost=lost, refresh=False)
+            bar.update()
         vo.finish()  # the background mapper's last keyframes count in the wall time
         wall = time.perf_counter() - t0
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
         vo.close()
     poses = np.array([r.T_world_cam for r in results])
     metrics = {'frames': len(results), 'frames_tracked': int(sum(r.tracked for r in results)),

@@ -140,28 +140,24 @@ def evaluate(root: str | Path, extractors: Dict[str, Callable[[np.ndarray], Feat
         budget: if > 0, keep only the strongest ``budget`` keypoints of each image.
         progress: show a tqdm bar on stderr over (method, scene) steps.
     """
+    from hndesc_ros.progress import progress_bar
     scenes = find_scenes(root)
-    bar = None
-    if progress:
-        from hndesc_ros.progress import progress_bar
-        bar = progress_bar(len(extractors) * len(scenes),
-                           'HPatches' + (f' ({budget} keypoints)' if budget else ''), 'scene')
+    bar = progress_bar(len(extractors) * len(scenes),
+                       'HPatches' + (f' ({budget} keypoints)' if budget else ''), 'scene',
+                       enabled=progress)
     out = {}
     try:
         for name, fn in extractors.items():
             per_scene = []
             for scene in scenes:
-                if bar is not None:
-                    bar.set_postfix_str(f'{name} on {scene.name}')
+                bar.set_postfix_str(f'{name} on {scene.name}')
                 per_scene.append(evaluate_scene(scene, fn, budget))
-                if bar is not None:
-                    bar.update()
+                bar.update()
             mean = summarise([p for s in per_scene for p in s['pairs']])
             mean.pop('pairs')
             out[name] = mean
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     return out
 
 
