@@ -141,13 +141,12 @@ class Mapper:
         """Drop segments whose landmark has left the window and pending rows that can no
         longer enter it."""
         sm = self.smoother
-        oldest = sm.latest - sm.window   # keyframes up to here have left the window
         # rows are appended in keyframe order: a buffer lives while its last row does (its
         # dead first rows are dropped when the landmark is next observed)
-        self.pending = {lm: b for lm, b in self.pending.items() if b[-1][0] > oldest}
-        alive = sm.landmark_time
+        self.pending = {lm: b for lm, b in self.pending.items() if sm.pose_alive(b[-1][0])}
+        alive = set(sm.alive_landmarks(self.segment.values()))
         self.segment = {t: lm for t, lm in self.segment.items()
-                        if lm in self.pending or alive.get(lm, oldest) > oldest}
+                        if lm in self.pending or lm in alive}
 
     # the interface shared with AsyncMapper
     def submit(self, kf: Keyframe) -> None:

@@ -10,7 +10,7 @@ length.
 from __future__ import annotations
 
 import logging
-from typing import Dict, Iterable, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 
@@ -76,8 +76,15 @@ class StereoSmoother:
         return self.latest is not None and k > self.latest - self.window
 
     def landmark_alive(self, j: int) -> bool:
-        t = self.landmark_time.get(j)
-        return t is not None and t > self.latest - self.window
+        """True while landmark j has an observation inside the window."""
+        return bool(self.alive_landmarks((j,)))
+
+    def alive_landmarks(self, js: Iterable[int]) -> List[int]:
+        """The landmarks of ``js`` that have an observation inside the window, in order."""
+        if self.latest is None:
+            return []
+        oldest, times = self.latest - self.window, self.landmark_time
+        return [j for j in js if times.get(j, oldest) > oldest]
 
     def add_keyframe(self, k: int, T_world_cam: np.ndarray,
                      new_landmarks: Dict[int, np.ndarray],
@@ -133,10 +140,7 @@ class StereoSmoother:
     def landmarks(self, js) -> Dict[int, np.ndarray]:
         """Current estimates of the landmarks ``js`` still in the window (one back-substitution
         for all of them)."""
-        if self.latest is None:
-            return {}
-        oldest, times = self.latest - self.window, self.landmark_time
-        alive = [j for j in js if times.get(j, oldest) > oldest]
+        alive = self.alive_landmarks(js)
         if not alive:
             return {}
         est = self.smoother.calculateEstimate()
