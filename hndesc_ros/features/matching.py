@@ -128,6 +128,15 @@ def stereo_candidates(kp_left: np.ndarray, kp_right: np.ndarray, max_row_diff: f
     return i0[ok].astype(np.int64), i1[ok].astype(np.int64)
 
 
+def nearest_in_groups(groups: np.ndarray, dist: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """For (K,) candidates sorted by group, then by distance: (K,) bool marking each group's
+    nearest candidate, and (K,) the distance of the next candidate of the same group (inf if
+    none): on the marked rows, the second-nearest distance of the ratio test."""
+    first = np.r_[True, groups[1:] != groups[:-1]]
+    second = np.where(np.r_[groups[1:] == groups[:-1], False], np.r_[dist[1:], np.inf], np.inf)
+    return first, second
+
+
 def match_candidates(d0: np.ndarray, d1: np.ndarray, i0: np.ndarray, i1: np.ndarray,
                      ratio: float = 1.0, max_distance: float = np.inf) -> Matches:
     """:func:`match_from_distances` over a list of allowed pairs instead of a dense matrix:
@@ -143,8 +152,7 @@ def match_candidates(d0: np.ndarray, d1: np.ndarray, i0: np.ndarray, i1: np.ndar
     dist = np.sqrt(np.maximum(sq - 2.0 * sim, 0.0)).astype(np.float32)
     by0 = np.lexsort((i1, dist, i0))       # per left point, nearest first (ties: lower index)
     a0, a1, ad = i0[by0], i1[by0], dist[by0]
-    first = np.r_[True, a0[1:] != a0[:-1]]
-    second = np.where(np.r_[a0[1:] == a0[:-1], False], np.r_[ad[1:], np.inf], np.inf)
+    first, second = nearest_in_groups(a0, ad)
     best0, best1, best_d, second = a0[first], a1[first], ad[first], second[first]
     by1 = np.lexsort((i0, dist, i1))       # per right point, its nearest left point
     b1 = i1[by1]

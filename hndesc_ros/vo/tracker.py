@@ -22,7 +22,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from hndesc_ros.config import MatchingConfig, VOConfig
-from hndesc_ros.features.matching import match_numpy
+from hndesc_ros.features.matching import match_numpy, nearest_in_groups
 from hndesc_ros.se3 import inv, transform_points
 from hndesc_ros.types import Features, Observations, StereoCalib
 from hndesc_ros.vo.geometry import (ConstantVelocity, project, refine_pnp, solve_pnp,
@@ -107,9 +107,7 @@ def match_in_windows(proj: np.ndarray, map_desc: np.ndarray, kp: np.ndarray,
     dist = np.sqrt(np.maximum(2.0 - 2.0 * sim, 0.0))
     order = np.lexsort((dist, lm))          # by landmark, then by distance
     lm, ki, dist = lm[order], ki[order], dist[order]
-    first = np.r_[True, lm[1:] != lm[:-1]]  # the best candidate of each landmark
-    same_next = np.r_[lm[1:] == lm[:-1], False]
-    second = np.where(same_next, np.r_[dist[1:], np.inf], np.inf)  # for the first rows
+    first, second = nearest_in_groups(lm, dist)  # the best candidate of each landmark
     ok = first & (dist <= max_distance) & (dist <= ratio * second)
     lm, ki, dist = lm[ok], ki[ok], dist[ok]
     # one landmark per keypoint: the closest descriptor wins
