@@ -119,14 +119,9 @@ def plot_trajectory(est: np.ndarray, path: str | Path, gt: Optional[np.ndarray] 
         ``path``.
     """
     if gt is None:
-        fig, ax = new_figure((6, 5))
-        _top_view(ax, {'estimate': est}, None)
-    else:
-        fig, (ax0, ax1) = new_figure((12, 4.8), 1, 2, gridspec_kw={'width_ratios': [1, 1.2]})
-        _top_view(ax0, {'estimate (aligned)': est}, gt)
-        _error_panel(ax1, {'estimate': est}, gt, rmse_line=True)
-    fig.suptitle(title)
-    return save_figure(fig, path, dpi)
+        return _trajectory_figure({'estimate': est}, None, None, False, path, title, dpi)
+    return _trajectory_figure({'estimate (aligned)': est}, {'estimate': est}, gt, True, path,
+                              title, dpi)
 
 
 def plot_comparison(estimates: Dict[str, np.ndarray], path: str | Path,
@@ -147,13 +142,21 @@ def plot_comparison(estimates: Dict[str, np.ndarray], path: str | Path,
     ates = ates or {}
     labelled = {(f'{name} (ATE {ates[name]:.3f} m)' if name in ates else name): xyz
                 for name, xyz in estimates.items()}
+    return _trajectory_figure(labelled, labelled, gt, False, path, title, dpi)
+
+
+def _trajectory_figure(top: Dict[str, np.ndarray], errors: Optional[Dict[str, np.ndarray]],
+                       gt: Optional[np.ndarray], rmse_line: bool, path: str | Path,
+                       title: str, dpi: int) -> Path:
+    """The top view of ``top`` and, with ground truth, the error panel of ``errors`` beside
+    it; written to ``path``."""
     if gt is None:
         fig, ax = new_figure((6, 5))
-        _top_view(ax, labelled, None)
+        _top_view(ax, top, None)
     else:
         fig, (ax0, ax1) = new_figure((12, 4.8), 1, 2, gridspec_kw={'width_ratios': [1, 1.2]})
-        _top_view(ax0, labelled, gt)
-        _error_panel(ax1, labelled, gt, rmse_line=False)
+        _top_view(ax0, top, gt)
+        _error_panel(ax1, errors, gt, rmse_line)
     fig.suptitle(title)
     return save_figure(fig, path, dpi)
 
