@@ -8,9 +8,12 @@ nodes (their own processes, default ``config/vo.yaml``: SensorDataQoS, latest pa
 For each Fast DDS set-up (``profile``: every process with config/fastdds_large_data.xml, the
 16 MB shared-memory segment; ``default``: Fast DDS's own transports) and rate it reports: pairs
 reaching the front end (complete pairs counted at the node: processed + replaced by a newer one),
-pairs processed, odometry messages, latency image stamp -> odometry received (median, p95) and
-stale drops. Each set-up runs in a fresh process (Fast DDS reads its profile once a process).
-The 51 frames of the shared data are replayed back and forth for ``--frames``.
+pairs processed, odometry messages, latency image stamp -> odometry received (median, p95),
+stale drops, the median latency to the front end's matches (``FE med``: the rest is the back
+end) and the CPU each process used (cores: CPU time / wall time; 2.00 = both cores full), so
+that a figure can be read against the machine's load. Each set-up runs in a fresh process
+(Fast DDS reads its profile once a process). The 51 frames of the shared data are replayed back
+and forth for ``--frames``.
 """
 from __future__ import annotations
 
@@ -34,15 +37,34 @@ SEQ = ROOT.parent / 'shared' / 'data' / 'kitti' / 'sequences' / '06'
 NO_PROFILE = '<?xml version="1.0" encoding="UTF-8"?>\n<dds><profiles/></dds>\n'
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (s)."""
+    fields = Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
 def one_run(rate: float, frames: int, params: Path) -> dict:
     """Start the nodes, publish ``frames`` pairs at ``rate``, collect what came back."""
+    from sensor_msgs.msg import PointCloud2
+    from std_msgs.msg import String
+
     from hndesc_ros.datasets.kitti import KittiSequence
+    from hndesc_ros.ros.conversions import stamp_to_ns
     from soak import Driver, start_nodes, stop_nodes
 
     procs = start_nodes(params)
     drv = Driver(KittiSequence(SEQ), rate, reliable=False)  # SensorDataQoS, like a camera
+    stages = []  # the front end's ms per stage, in the graph
+    drv.node.create_subscription(String, 'features/timing',
+                                 lambda m: stages.append(json.loads(m.data)), 100)
+    matches = {}  # image stamp -> wall time the front end's matches arrived
+    drv.node.create_subscription(
+        PointCloud2, 'features/matches',
+        lambda m: matches.setdefault(stamp_to_ns(m.header.stamp), time.time()), 100)
     drv.wait_subscribers()
     drv.spin(lambda: False, 4.0)  # the nodes load their models after their subscriptions exist
+    pids = {'camera': os.getpid(), 'frontend': procs[0].pid, 'backend': procs[1].pid}
+    cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
     t0 = time.monotonic()
     for j in range(frames):
         drv.spin(lambda: False, t0 + j / rate - time.monotonic())
@@ -50,20 +72,39 @@ def one_run(rate: float, frames: int, params: Path) -> dict:
             drv.camera_info(side)
         drv.pair(j, pace=False, stamp=time.time_ns())
     drv.spin(lambda: False, 3.0)
+    wall = time.monotonic() - t0
+    cpu = {k: round((cpu_seconds(p) - cpu0[k]) / wall, 2) for k, p in pids.items()}
     drv.close()
     stop_nodes(procs)
-    lat = [drv.received[ns] - ns * 1e-9 for ns in drv.odom]
+    lat = {ns: drv.received[ns] - ns * 1e-9 for ns in drv.odom}
+    to_fe = {ns: t - ns * 1e-9 for ns, t in matches.items()}
     status = drv.status['frontend']
-    ms = sorted(1e3 * v for v in lat)
     processed, stale = status.get('frames', 0), status.get('stale_dropped', 0)
     dropped = status.get('dropped', {})
     bad = sum(dropped.values()) - dropped.get('unpaired_image', 0)  # complete, but refused
+    stage_names = sorted({k for st in stages for k in st})
     return {'rate_hz': rate, 'sent': frames, 'reached_frontend': processed + stale + bad,
             'processed': processed, 'stale_dropped': stale, 'odometry': len(lat),
             'unpaired': status.get('dropped', {}).get('unpaired_image', 0),
-            'latency_median_ms': statistics.median(ms) if ms else float('nan'),
-            'latency_p95_ms': ms[int(0.95 * (len(ms) - 1))] if ms else float('nan'),
-            'latency_max_ms': ms[-1] if ms else float('nan')}
+            **percentiles('latency', lat.values()),
+            # where the latency is spent: image stamp -> matches, matches -> odometry
+            'matches_median_ms': percentiles('x', to_fe.values())['x_median_ms'],
+            'matches_to_odom_median_ms': percentiles(
+                'x', [lat[ns] - to_fe[ns] for ns in lat if ns in to_fe])['x_median_ms'],
+            'cpu_cores': cpu,  # CPU time / wall time of each process during the run
+            'frontend_stage_ms': {k: round(statistics.median(st.get(k, 0.0) for st in stages), 1)
+                                  for k in stage_names},
+            'per_frame_ms': [[round(1e3 * to_fe.get(ns, float('nan'))), round(1e3 * lat[ns])]
+                             for ns in sorted(lat)]}
+
+
+def percentiles(name: str, seconds) -> dict:
+    """Median, p95 and max (ms) of the values in ``seconds``."""
+    ms = sorted(1e3 * v for v in seconds)
+    if not ms:
+        return {f'{name}_{k}_ms': float('nan') for k in ('median', 'p95', 'max')}
+    return {f'{name}_median_ms': statistics.median(ms),
+            f'{name}_p95_ms': ms[int(0.95 * (len(ms) - 1))], f'{name}_max_ms': ms[-1]}
 
 
 def main(argv=None) -> int:
@@ -91,7 +132,7 @@ def main(argv=None) -> int:
           'per run, SensorDataQoS publisher, default vo.yaml (SensorDataQoS, latest wins)',
           flush=True)
     print(f'{"set-up":<9}{"rate":>6}{"reach FE":>10}{"processed":>10}{"stale":>7}{"odom":>6}'
-          f'{"lat med":>9}{"p95":>7}{"max":>7}')
+          f'{"lat med":>9}{"p95":>7}{"max":>7}{"FE med":>8}   CPU cores camera/FE/BE')
     rows = []
     for setup in a.setups:
         for rate in a.rates:
@@ -110,7 +151,8 @@ def main(argv=None) -> int:
             print(f'{setup:<9}{rate:>6.0f}{row["reached_frontend"]:>6}/{row["sent"]:<3}'
                   f'{row["processed"]:>10}{row["stale_dropped"]:>7}{row["odometry"]:>6}'
                   f'{row["latency_median_ms"]:>9.0f}{row["latency_p95_ms"]:>7.0f}'
-                  f'{row["latency_max_ms"]:>7.0f}', flush=True)
+                  f'{row["latency_max_ms"]:>7.0f}{row["matches_median_ms"]:>8.0f}   '
+                  + '/'.join(f'{v:.2f}' for v in row['cpu_cores'].values()), flush=True)
             time.sleep(1.0)
     (out / 'latency.json').write_text(json.dumps(rows, indent=1))
     print(f'wrote {out / "latency.json"}')

@@ -146,8 +146,10 @@ class Driver:
 
     def spin(self, cond, timeout: float) -> bool:
         end = time.monotonic() + timeout
-        while not cond() and time.monotonic() < end:
-            self.rclpy.spin_once(self.node, timeout_sec=0.01)
+        while not cond() and (left := end - time.monotonic()) > 0:
+            # wakes on every message; the 50 ms cap re-checks conditions on graph state
+            # (subscriber counts). A shorter poll cost this camera 0.1 core at 10 Hz.
+            self.rclpy.spin_once(self.node, timeout_sec=min(left, 0.05))
         return cond()
 
     def consumed(self, who: str = 'frontend') -> int:

@@ -86,7 +86,7 @@ class VOConfig:
     keyframe_min_translation: float = 3.0  # m since the last keyframe; 0 = every frame
     keyframe_min_rotation: float = 5.0  # deg since the last keyframe
     keyframe_max_interval: int = 3     # frames; a keyframe at least this often
-    keyframe_track_ratio: float = 0.6  # keyframe when fewer of its tracked landmarks remain
+    keyframe_track_ratio: float = 0.45  # keyframe when fewer of its tracked landmarks remain
     keyframe_min_tracks: int = 100     # keyframe when fewer PnP inliers
     smoother: bool = True              # False: tracking only (no GTSAM mapping)
     async_mapping: bool = False        # True: mapper in a background process (see README)

@@ -9,6 +9,7 @@ import pytest
 
 import rclpy  # noqa: E402  (ros-rclpy from requirements.txt)
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from nav_msgs.msg import Path  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField  # noqa: E402
 
@@ -166,6 +167,8 @@ def test_backend_survives_bad_camera_info_and_layout(ros, kitti06):
     info = {s: h.io.create_publisher(CameraInfo, f'{s}/camera_info', qos)
             for s in ('left', 'right')}
     matches = h.io.create_publisher(PointCloud2, 'features/matches', qos)
+    paths = []  # nav_msgs/Path is sent only while someone subscribes
+    h.io.create_subscription(Path, 'path', paths.append, 10)
     try:
         assert h.spin(lambda: matches.get_subscription_count() > 0, 10)
         cloud = PointCloud2(height=1, width=1, point_step=20, row_step=20, data=bytes(20))
@@ -188,5 +191,6 @@ def test_backend_survives_bad_camera_info_and_layout(ros, kitti06):
         cloud.header.stamp.sec = 1
         matches.publish(cloud)                                   # a valid (tiny) message
         assert h.spin(lambda: node.frames == 2)
+        assert h.spin(lambda: paths and len(paths[-1].poses) == 2)  # one pose per frame
     finally:
         h.close()

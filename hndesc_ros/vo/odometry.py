@@ -26,6 +26,15 @@ from hndesc_ros.vo.mapper import Keyframe, MapUpdate, make_mapper
 LOG = logging.getLogger(__name__)
 
 
+def load_backend(cfg: VOConfig) -> None:
+    """Import what the odometry of ``cfg`` will need (GTSAM for inline mapping, about 0.1-0.5 s
+    on a busy machine), so that a long-running node pays it at start-up rather than inside
+    its first frame's latency."""
+    if not cfg.mono and cfg.smoother and not cfg.async_mapping:
+        from hndesc_ros.vo.smoother import _gtsam
+        _gtsam()
+
+
 class StereoOdometry:
     """Stereo VO back end (no images: only observations with landmark ids).
 
