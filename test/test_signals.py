@@ -144,3 +144,36 @@ def test_record_odom_keeps_every_pose(tmp_path, how):
     rows = np.loadtxt(out, ndmin=2)
     assert rows.shape == (7, 8)
     assert np.allclose(rows[:, 0], 100 + np.arange(7)) and np.allclose(rows[:, 1], np.arange(7))
+
+
+def test_record_odom_started_late_gets_the_back_ends_earlier_poses(tmp_path):
+    """The back end's ``odom`` is transient-local (its last 100 poses): a recorder that starts
+    after the first poses were published still records them (the README's pip-only flow
+    starts the recorder beside the nodes, and it can be slower to start than the first pose)."""
+    e = env()
+    code = '''
+import sys, time, rclpy
+from nav_msgs.msg import Odometry
+from hndesc_ros.ros.common import topic_qos
+rclpy.init()
+node = rclpy.create_node('odom_source')
+pub = node.create_publisher(Odometry, 'odom', topic_qos(True, 100, True))
+for i in range(5):
+    m = Odometry()
+    m.header.stamp.sec = 100 + i
+    m.pose.pose.orientation.w = 1.0
+    pub.publish(m)
+print('published', flush=True)
+time.sleep(30)
+'''
+    src = background([sys.executable, '-c', code], e, tmp_path / 'src.log')
+    try:
+        wait_for(src, 'published')  # all five are out before the recorder exists
+        out = tmp_path / 'odom.tum'
+        r = subprocess.run(CLI + ['record-odom', 'odom', str(out), '--count', '5', '--timeout',
+                                  '30'], env=e, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and 'recorded 5 odometry messages' in r.stdout, r.stdout
+        assert np.allclose(np.loadtxt(out, ndmin=2)[:, 0], 100 + np.arange(5))
+    finally:
+        src.kill()
+        src.wait()

@@ -50,7 +50,8 @@ class BackendNode(Node):
                               topic_qos(r.reliable, r.queue_size))
         self.create_subscription(PointCloud2, 'features/matches', self._on_matches,
                                  topic_qos(True, max(r.queue_size, 100)))
-        self.pub_odom = self.create_publisher(Odometry, 'odom', topic_qos(True, 100))
+        # a recorder that starts after the first poses still gets the last 100
+        self.pub_odom = self.create_publisher(Odometry, 'odom', topic_qos(True, 100, True))
         self.pub_path = self.create_publisher(Path, 'path', 10)
         self.pub_status = self.create_publisher(String, 'backend/status', 10)
         self.pub_landmarks = self.create_publisher(PointCloud2, 'backend/landmarks',

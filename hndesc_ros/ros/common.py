@@ -15,7 +15,7 @@ import sys
 import threading
 from collections import Counter
 from contextlib import contextmanager
-from typing import Callable, Iterator, Tuple
+from typing import Callable, Iterator, Optional, Tuple
 
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
@@ -27,7 +27,7 @@ from sensor_msgs.msg import CameraInfo
 from hndesc_ros.errors import HndescError
 
 
-def topic_qos(reliable: bool, depth: int = 10) -> QoSProfile:
+def topic_qos(reliable: bool, depth: int = 10, late_joiners: bool = False) -> QoSProfile:
     """The one QoS profile of every hndesc_ros publisher and subscription.
 
     Args:
@@ -36,6 +36,9 @@ def topic_qos(reliable: bool, depth: int = 10) -> QoSProfile:
             ``depth``, for bag replay, the node-to-node ``features/matches`` link, and the
             player and recorder tools (nothing may be lost).
         depth: history depth of the reliable profile (ignored when best effort).
+        late_joiners: reliable only: transient-local durability, so that a subscription that
+            asks for it and starts after the publisher still receives the last ``depth``
+            messages (``odom`` for the recorder). Volatile subscriptions match it as usual.
     Returns:
         The profile. A reliable subscription does not match a best-effort publisher (a
         best-effort subscription matches both), so both ends of a link should agree.
@@ -44,7 +47,21 @@ def topic_qos(reliable: bool, depth: int = 10) -> QoSProfile:
         return qos_profile_sensor_data
     return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
                       reliability=ReliabilityPolicy.RELIABLE,
-                      durability=DurabilityPolicy.VOLATILE)
+                      durability=(DurabilityPolicy.TRANSIENT_LOCAL if late_joiners
+                                  else DurabilityPolicy.VOLATILE))
+
+
+def offered_qos(node: Node, topic: str, depth: int) -> Optional[QoSProfile]:
+    """A subscription profile that matches every publisher of ``topic`` the graph knows of, as
+    ``ros2 bag record`` adapts its own: reliable where all of them are reliable, and then
+    transient-local where all of them are (so that the last messages published before the
+    subscription still arrive). None while there is no publisher."""
+    infos = node.get_publishers_info_by_topic(node.resolve_topic_name(topic))
+    if not infos:
+        return None
+    reliable = all(i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in infos)
+    latched = all(i.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for i in infos)
+    return topic_qos(reliable, depth, reliable and latched)
 
 
 def subscribe_camera_info(node: Node, mono: bool, callback: Callable[[str, CameraInfo], None],

@@ -7,7 +7,7 @@ from pathlib import Path
 from nav_msgs.msg import Odometry
 
 from hndesc_ros.datasets.poses import PoseFileWriter
-from hndesc_ros.ros.common import ros_node, spin_until, topic_qos
+from hndesc_ros.ros.common import offered_qos, ros_node, spin_until
 from hndesc_ros.ros.conversions import pose_to_matrix, stamp_to_ns
 from hndesc_ros.se3 import base_to_camera as to_camera_frame, from_xyzq
 
@@ -20,7 +20,10 @@ def record_odometry(topic: str, out: str | Path, fmt: str = 'tum', count: int = 
     and flushed as it arrives, so the file holds all received poses however the recording ends
     (also ``kill -9``). Poses are written as received (odom -> base_link), or converted back to
     the camera frame when ``base_to_camera`` is given (x y z qx qy qz qw), which makes them
-    comparable with KITTI ground truth. Returns the count.
+    comparable with KITTI ground truth. The subscription waits for a publisher and takes its
+    QoS (:func:`~hndesc_ros.ros.common.offered_qos`): the back end keeps its last 100 poses
+    for late subscribers, so a recorder started after the first poses still gets them.
+    Returns the count.
     """
     T_bc = from_xyzq(base_to_camera) if base_to_camera is not None else None
     start = last = time.monotonic()
@@ -40,6 +43,13 @@ def record_odometry(topic: str, out: str | Path, fmt: str = 'tum', count: int = 
                         or (idle and writer.count and now - last > idle)
                         or (timeout and now - start > timeout))
 
-        node.create_subscription(Odometry, topic, on_odom, topic_qos(True, 1000))
-        spin_until(node, stop, done)
+        # the profile follows the publisher's, so wait for one: the back end's odometry is
+        # transient-local, and the poses it published before this subscription still arrive
+        qos = None
+        while qos is None and not stop.is_set() and not done():
+            qos = offered_qos(node, topic, 1000)
+            stop.wait(0.05)
+        if qos is not None:
+            node.create_subscription(Odometry, topic, on_odom, qos)
+            spin_until(node, stop, done)
         return writer.count
