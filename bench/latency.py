@@ -94,8 +94,9 @@ def one_run(rate: float, frames: int, params: Path) -> dict:
             'cpu_cores': cpu,  # CPU time / wall time of each process during the run
             'frontend_stage_ms': {k: round(statistics.median(st.get(k, 0.0) for st in stages), 1)
                                   for k in stage_names},
-            'per_frame_ms': [[round(1e3 * to_fe.get(ns, float('nan'))), round(1e3 * lat[ns])]
-                             for ns in sorted(lat)]}
+            # [to matches (None: the bench missed that message), to odometry] per frame
+            'per_frame_ms': [[round(1e3 * to_fe[ns]) if ns in to_fe else None,
+                              round(1e3 * lat[ns])] for ns in sorted(lat)]}
 
 
 def percentiles(name: str, seconds) -> dict:
