@@ -177,3 +177,37 @@ time.sleep(30)
     finally:
         src.kill()
         src.wait()
+
+
+def test_record_odom_follows_a_best_effort_publisher(tmp_path):
+    """A third-party odometry topic published best effort (a reliable subscription would not
+    match it): the recorder takes the publisher's QoS and records it."""
+    e = env()
+    code = '''
+import time, rclpy
+from nav_msgs.msg import Odometry
+from rclpy.qos import qos_profile_sensor_data
+rclpy.init()
+node = rclpy.create_node('odom_source')
+pub = node.create_publisher(Odometry, 'odom', qos_profile_sensor_data)
+end = time.monotonic() + 20
+while pub.get_subscription_count() == 0 and time.monotonic() < end:
+    time.sleep(0.05)
+time.sleep(0.5)
+for i in range(5):
+    m = Odometry()
+    m.header.stamp.sec = 100 + i
+    m.pose.pose.orientation.w = 1.0
+    pub.publish(m)
+    time.sleep(0.05)
+time.sleep(5)
+'''
+    src = background([sys.executable, '-c', code], e, tmp_path / 'src.log')
+    try:
+        out = tmp_path / 'odom.tum'
+        r = subprocess.run(CLI + ['record-odom', 'odom', str(out), '--count', '5', '--timeout',
+                                  '30'], env=e, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and 'recorded 5 odometry messages' in r.stdout, r.stdout
+    finally:
+        src.kill()
+        src.wait()
