@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import rclpy  # noqa: E402  (ros-rclpy from requirements.txt)
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from nav_msgs.msg import Path  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField  # noqa: E402
 

@@ -104,17 +104,20 @@ def test_play_stops_on_sigint_and_sigterm(tmp_path, bag):
         assert 'published' in output(play)
 
 
-def publish_odometry(n, e):
-    """Publish ``n`` odometry messages (poses x = 0..n-1) from a child process."""
-    code = f'''
+def odometry_source(n, qos='topic_qos(True, 100)', wait=True, linger=1.0):
+    """The script of a child process that publishes ``n`` odometry messages on ``odom``
+    (stamps 100 + i s, x = i) with the QoS expression ``qos`` — once a subscriber has matched
+    when ``wait`` — then prints ``published`` and stays ``linger`` s (its history with it)."""
+    return f'''
 import time, rclpy
 from nav_msgs.msg import Odometry
+from rclpy.qos import qos_profile_sensor_data
 from hndesc_ros.ros.common import topic_qos
 rclpy.init()
 node = rclpy.create_node('odom_source')
-pub = node.create_publisher(Odometry, 'odom', topic_qos(True, 100))
+pub = node.create_publisher(Odometry, 'odom', {qos})
 end = time.monotonic() + 20
-while pub.get_subscription_count() == 0 and time.monotonic() < end:
+while {wait} and pub.get_subscription_count() == 0 and time.monotonic() < end:
     time.sleep(0.05)
 for i in range({n}):
     m = Odometry()
@@ -123,9 +126,14 @@ for i in range({n}):
     m.pose.pose.orientation.w = 1.0
     pub.publish(m)
     time.sleep(0.02)
-time.sleep(1.0)
+print('published', flush=True)
+time.sleep({linger})
 '''
-    subprocess.run([sys.executable, '-c', code], env=e, check=True, timeout=60)
+
+
+def publish_odometry(n, e):
+    """Publish ``n`` odometry messages (poses x = 0..n-1) from a child process."""
+    subprocess.run([sys.executable, '-c', odometry_source(n)], env=e, check=True, timeout=60)
 
 
 @pytest.mark.parametrize('how', ['sigint', 'kill9'])
@@ -146,68 +154,37 @@ def test_record_odom_keeps_every_pose(tmp_path, how):
     assert np.allclose(rows[:, 0], 100 + np.arange(7)) and np.allclose(rows[:, 1], np.arange(7))
 
 
+def record_five_beside(source, tmp_path, before=None):
+    """Run ``record-odom --count 5`` while the odometry script ``source`` runs in a child
+    process (after its output shows ``before``, when given); returns (result, the file)."""
+    e = env()
+    src = background([sys.executable, '-c', source], e, tmp_path / 'src.log')
+    try:
+        if before:
+            wait_for(src, before)
+        out = tmp_path / 'odom.tum'
+        r = subprocess.run(CLI + ['record-odom', 'odom', str(out), '--count', '5', '--timeout',
+                                  '30'], env=e, capture_output=True, text=True, timeout=60)
+        return r, out
+    finally:
+        src.kill()
+        src.wait()
+
+
 def test_record_odom_started_late_gets_the_back_ends_earlier_poses(tmp_path):
     """The back end's ``odom`` is transient-local (its last 100 poses): a recorder that starts
     after the first poses were published still records them (the README's pip-only flow
     starts the recorder beside the nodes, and it can be slower to start than the first pose)."""
-    e = env()
-    code = '''
-import sys, time, rclpy
-from nav_msgs.msg import Odometry
-from hndesc_ros.ros.common import topic_qos
-rclpy.init()
-node = rclpy.create_node('odom_source')
-pub = node.create_publisher(Odometry, 'odom', topic_qos(True, 100, True))
-for i in range(5):
-    m = Odometry()
-    m.header.stamp.sec = 100 + i
-    m.pose.pose.orientation.w = 1.0
-    pub.publish(m)
-print('published', flush=True)
-time.sleep(30)
-'''
-    src = background([sys.executable, '-c', code], e, tmp_path / 'src.log')
-    try:
-        wait_for(src, 'published')  # all five are out before the recorder exists
-        out = tmp_path / 'odom.tum'
-        r = subprocess.run(CLI + ['record-odom', 'odom', str(out), '--count', '5', '--timeout',
-                                  '30'], env=e, capture_output=True, text=True, timeout=60)
-        assert r.returncode == 0 and 'recorded 5 odometry messages' in r.stdout, r.stdout
-        assert np.allclose(np.loadtxt(out, ndmin=2)[:, 0], 100 + np.arange(5))
-    finally:
-        src.kill()
-        src.wait()
+    # all five are out before the recorder exists
+    r, out = record_five_beside(odometry_source(5, 'topic_qos(True, 100, True)', wait=False,
+                                                linger=30), tmp_path, before='published')
+    assert r.returncode == 0 and 'recorded 5 odometry messages' in r.stdout, r.stdout
+    assert np.allclose(np.loadtxt(out, ndmin=2)[:, 0], 100 + np.arange(5))
 
 
 def test_record_odom_follows_a_best_effort_publisher(tmp_path):
     """A third-party odometry topic published best effort (a reliable subscription would not
     match it): the recorder takes the publisher's QoS and records it."""
-    e = env()
-    code = '''
-import time, rclpy
-from nav_msgs.msg import Odometry
-from rclpy.qos import qos_profile_sensor_data
-rclpy.init()
-node = rclpy.create_node('odom_source')
-pub = node.create_publisher(Odometry, 'odom', qos_profile_sensor_data)
-end = time.monotonic() + 20
-while pub.get_subscription_count() == 0 and time.monotonic() < end:
-    time.sleep(0.05)
-time.sleep(0.5)
-for i in range(5):
-    m = Odometry()
-    m.header.stamp.sec = 100 + i
-    m.pose.pose.orientation.w = 1.0
-    pub.publish(m)
-    time.sleep(0.05)
-time.sleep(5)
-'''
-    src = background([sys.executable, '-c', code], e, tmp_path / 'src.log')
-    try:
-        out = tmp_path / 'odom.tum'
-        r = subprocess.run(CLI + ['record-odom', 'odom', str(out), '--count', '5', '--timeout',
-                                  '30'], env=e, capture_output=True, text=True, timeout=60)
-        assert r.returncode == 0 and 'recorded 5 odometry messages' in r.stdout, r.stdout
-    finally:
-        src.kill()
-        src.wait()
+    r, _ = record_five_beside(odometry_source(5, 'qos_profile_sensor_data', linger=5),
+                              tmp_path)
+    assert r.returncode == 0 and 'recorded 5 odometry messages' in r.stdout, r.stdout
