@@ -45,10 +45,9 @@ def record_odometry(topic: str, out: str | Path, fmt: str = 'tum', count: int = 
 
         # the profile follows the publisher's, so wait for one: the back end's odometry is
         # transient-local, and the poses it published before this subscription still arrive
-        qos = None
-        while qos is None and not stop.is_set() and not done():
+        qos = offered_qos(node, topic, 1000)
+        while qos is None and not stop.wait(0.05) and not done():
             qos = offered_qos(node, topic, 1000)
-            stop.wait(0.05)
         if qos is not None:
             node.create_subscription(Odometry, topic, on_odom, qos)
             spin_until(node, stop, done)
