@@ -85,12 +85,12 @@ def one_run(rate: float, frames: int, params: Path) -> dict:
     stage_names = sorted({k for st in stages for k in st})
     return {'rate_hz': rate, 'sent': frames, 'reached_frontend': processed + stale + bad,
             'processed': processed, 'stale_dropped': stale, 'odometry': len(lat),
-            'unpaired': status.get('dropped', {}).get('unpaired_image', 0),
+            'unpaired': dropped.get('unpaired_image', 0),
             **percentiles('latency', lat.values()),
             # where the latency is spent: image stamp -> matches, matches -> odometry
-            'matches_median_ms': percentiles('x', to_fe.values())['x_median_ms'],
-            'matches_to_odom_median_ms': percentiles(
-                'x', [lat[ns] - to_fe[ns] for ns in lat if ns in to_fe])['x_median_ms'],
+            'matches_median_ms': median_ms(to_fe.values()),
+            'matches_to_odom_median_ms': median_ms(lat[ns] - to_fe[ns] for ns in lat
+                                                   if ns in to_fe),
             'cpu_cores': cpu,  # CPU time / wall time of each process during the run
             'frontend_stage_ms': {k: round(statistics.median(st.get(k, 0.0) for st in stages), 1)
                                   for k in stage_names},
@@ -106,6 +106,12 @@ def percentiles(name: str, seconds) -> dict:
         return {f'{name}_{k}_ms': float('nan') for k in ('median', 'p95', 'max')}
     return {f'{name}_median_ms': statistics.median(ms),
             f'{name}_p95_ms': ms[int(0.95 * (len(ms) - 1))], f'{name}_max_ms': ms[-1]}
+
+
+def median_ms(seconds) -> float:
+    """Median (ms) of the values in ``seconds``; NaN when there are none."""
+    ms = [1e3 * v for v in seconds]
+    return statistics.median(ms) if ms else float('nan')
 
 
 def main(argv=None) -> int:
