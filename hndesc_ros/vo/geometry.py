@@ -98,6 +98,23 @@ def refine_pnp(points: np.ndarray, pixels: np.ndarray, calib: StereoCalib,
     return T, reprojection_inliers(obj, img, T, calib, reproj_px)
 
 
+def pnp_from_prediction(points: np.ndarray, pixels: np.ndarray, calib: StereoCalib,
+                        T_guess: np.ndarray, reproj_px: float, iterations: int,
+                        min_inliers: int, min_share: float
+                        ) -> Tuple[Optional[np.ndarray], np.ndarray]:
+    """Pose from a good prediction: :func:`refine_pnp` from ``T_guess`` (T_cur_ref), and
+    PnP-RANSAC (:func:`solve_pnp`) only when that explains fewer than ``min_inliers`` or than
+    ``min_share`` of the (N,) correspondences (the prediction was off).
+
+    Returns:
+        (T_cur_ref 4x4 or None, inlier indices (M,)).
+    """
+    T, inl = refine_pnp(points, pixels, calib, T_guess, reproj_px, coarse_px=8 * reproj_px)
+    if len(inl) < max(min_inliers, min_share * len(points)):
+        T, inl = solve_pnp(points, pixels, calib, T_guess, reproj_px, iterations)
+    return T, inl
+
+
 def essential_motion(p0: np.ndarray, p1: np.ndarray, calib: StereoCalib,
                      threshold_px: float = 1.0):
     """5-point RANSAC essential matrix, the pose recovered from it, then refined on the inliers

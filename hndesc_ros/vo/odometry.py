@@ -19,7 +19,7 @@ from hndesc_ros.config import VOConfig
 from hndesc_ros.errors import CalibrationError
 from hndesc_ros.se3 import inv, rotation_angle, transform_points
 from hndesc_ros.types import FrameResult, Observations, StereoCalib
-from hndesc_ros.vo.geometry import (ConstantVelocity, essential_motion, refine_pnp, solve_pnp,
+from hndesc_ros.vo.geometry import (ConstantVelocity, essential_motion, pnp_from_prediction,
                                     stereo_depth_ok, triangulate_stereo)
 from hndesc_ros.vo.mapper import Keyframe, MapUpdate, make_mapper
 
@@ -139,11 +139,9 @@ class StereoOdometry:
             pts = np.array([self.points[t] for t in ids[idx].tolist()])
             # the front end has already rejected its outliers: refine from the prediction,
             # and fall back to RANSAC only when that explains too few of them
-            T_cw, inl = refine_pnp(pts, obs.uv[idx], self.calib, inv(guess),
-                                   c.pnp_reprojection_px, coarse_px=8 * c.pnp_reprojection_px)
-            if len(inl) < max(c.min_inliers, 0.5 * len(idx)):
-                T_cw, inl = solve_pnp(pts, obs.uv[idx], self.calib, inv(guess),
-                                      c.pnp_reprojection_px, c.pnp_iterations)
+            T_cw, inl = pnp_from_prediction(pts, obs.uv[idx], self.calib, inv(guess),
+                                            c.pnp_reprojection_px, c.pnp_iterations,
+                                            c.min_inliers, 0.5)
             if T_cw is not None and len(inl) >= c.min_inliers:
                 T_new, inliers, tracked = inv(T_cw), idx[inl], True
         if not tracked and self.frames > 0:

@@ -25,8 +25,8 @@ from hndesc_ros.config import MatchingConfig, VOConfig
 from hndesc_ros.features.matching import match_numpy, nearest_in_groups
 from hndesc_ros.se3 import inv, transform_points
 from hndesc_ros.types import Features, Observations, StereoCalib
-from hndesc_ros.vo.geometry import (ConstantVelocity, project, refine_pnp, solve_pnp,
-                                    stereo_depth_ok, triangulate_stereo)
+from hndesc_ros.vo.geometry import (ConstantVelocity, pnp_from_prediction, project, refine_pnp,
+                                    solve_pnp, stereo_depth_ok, triangulate_stereo)
 
 
 class LocalMap:
@@ -191,12 +191,9 @@ class MapTracker:
             if len(rows) >= c.min_inliers:
                 # refine from the prediction; RANSAC only when that explains too few of the
                 # window's candidates (about half of them are wrong on KITTI: 15 px windows)
-                pts, px = self.map.points[rows], feats.keypoints[kp]
-                T_cw, inl = refine_pnp(pts, px, self.calib, inv(guess), c.pnp_reprojection_px,
-                                       coarse_px=8 * c.pnp_reprojection_px)
-                if len(inl) < max(c.min_inliers, 0.3 * len(rows)):
-                    T_cw, inl = solve_pnp(pts, px, self.calib, inv(guess),
-                                          c.pnp_reprojection_px, c.pnp_iterations)
+                T_cw, inl = pnp_from_prediction(
+                    self.map.points[rows], feats.keypoints[kp], self.calib, inv(guess),
+                    c.pnp_reprojection_px, c.pnp_iterations, c.min_inliers, 0.3)
             relocalising = T_cw is None or len(inl) < c.min_inliers
             if relocalising:  # the prediction was wrong: match the whole local map
                 rows, kp = self._associate_all(feats)
