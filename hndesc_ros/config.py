@@ -99,6 +99,8 @@ class VOConfig:
     search_radius_px: float = 15.0     # local-map search window around the predicted pixel
     refine_radius_px: float = 4.0      # second search around the pixel at the PnP pose
     map_max_age: int = 10              # frames a local-map landmark survives unseen
+    mono_window: int = 10              # frames in the monocular fixed-lag bundle adjustment
+    mono_min_parallax: float = 2.0     # deg between a mono track's first and last ray
 
 
 @dataclass
@@ -144,7 +146,7 @@ _POSITIVE = {
     'vo.pixel_sigma', 'vo.huber_k', 'vo.max_depth', 'vo.pnp_reprojection_px',
     'matching.stereo_max_disparity', 'ros.queue_size', 'vo.min_track_length', 'vo.stereo_gate_px',
     'vo.search_radius_px', 'vo.refine_radius_px', 'vo.map_max_age', 'vo.keyframe_max_interval',
-    'matching.klt_window',
+    'matching.klt_window', 'vo.mono_window',
 }
 
 
@@ -210,6 +212,9 @@ def validate(cfg: Config) -> Config:
         raise ConfigError('matching.stereo_min_disparity: must be < stereo_max_disparity')
     if cfg.vo.min_depth >= cfg.vo.max_depth:
         raise ConfigError('vo.min_depth: must be < vo.max_depth')
+    if cfg.vo.mono_window < cfg.vo.min_track_length:
+        raise ConfigError('vo.mono_window: must be >= vo.min_track_length (no mono landmark '
+                          'could be made)')
     if len(cfg.ros.base_to_camera) != 7:
         raise ConfigError('ros.base_to_camera: expected 7 numbers x y z qx qy qz qw')
     if not 0.1 <= cfg.features.network_scale <= 1.0:

@@ -34,19 +34,23 @@ def test_stereo_vo_residual_on_kitti06(kitti06):
 
 
 def test_mono_gt_scale_on_kitti00(tmp_path):
-    """Published monocular protocol (GT scale) on the first 60 frames of KITTI 00."""
+    """Published monocular protocol (GT scale) on KITTI 00 frames 0-199 (145 m), default
+    extractor, through the CLI: the fixed-lag bundle adjustment meets the goal of 0.10 m ATE
+    (measured 0.082 m; over five keypoint orders of the same features 0.064-0.091 m:
+    ``bench/mono.py``). Two-view odometry alone gives 0.162 m (0.115-0.215 m)."""
     from conftest import shared_path
     seq_dir = shared_path('kitti', 'sequences', '00')
     out = tmp_path / 'mono'
     r = subprocess.run([sys.executable, '-m', 'hndesc_ros.cli', 'kitti', '--sequence',
-                        str(seq_dir), '--count', '60', '--mono', '--gt-scale', '--extractor',
-                        'sift', '--out', str(out)], capture_output=True, text=True)
+                        str(seq_dir), '--count', '200', '--mono', '--gt-scale', '--out',
+                        str(out)],
+                       capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     m = json.loads((out / 'metrics.json').read_text())
     for key in ('ate_rmse_m', 'rpe_trans_m', 'frames', 'frames_tracked', 'fps_frontend',
                 'fps_backend'):
         assert key in m
-    assert m['frames'] == 60 and m['ate_rmse_m'] < 0.3
+    assert m['frames'] == 200 and m['tracking_lost'] == 0 and m['ate_rmse_m'] < 0.10
     for name in ('trajectory_kitti.txt', 'trajectory_tum.txt', 'trajectory.png'):
         assert (out / name).stat().st_size > 0
 

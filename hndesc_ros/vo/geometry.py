@@ -1,4 +1,5 @@
-"""Camera geometry (numpy / OpenCV): stereo triangulation, projection, PnP, essential matrix.
+"""Camera geometry (numpy / OpenCV): stereo and track triangulation, projection, PnP,
+essential matrix.
 
 Rigid-transform helpers live in :mod:`hndesc_ros.se3`.
 """
@@ -167,6 +168,58 @@ def refine_relative_pose(R: np.ndarray, t: np.ndarray, x0: np.ndarray, x1: np.nd
 
     sol = least_squares(sampson, np.zeros(5), loss='huber', f_scale=scale)
     return pose(sol.x)
+
+
+def ray_parallax_deg(uv_a: np.ndarray, T_a: np.ndarray, uv_b: np.ndarray, T_b: np.ndarray,
+                     calib: StereoCalib) -> np.ndarray:
+    """Angle between the viewing rays of two observations of the same point, in the world
+    frame (the parallax a triangulation from them would have).
+
+    Args:
+        uv_a, uv_b: (N, 2) pixels; T_a, T_b: (N, 4, 4) or (4, 4) T_world_cam of those views.
+    Returns:
+        (N,) degrees.
+    """
+    K_inv = np.linalg.inv(calib.K)
+
+    def rays(uv, T):
+        x = np.c_[uv, np.ones(len(uv))] @ K_inv.T
+        r = np.einsum('...ij,...j->...i', T[..., :3, :3], x)
+        return r / np.linalg.norm(r, axis=-1, keepdims=True)
+
+    cos = np.sum(rays(uv_a, T_a) * rays(uv_b, T_b), axis=-1)
+    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+
+
+def triangulate_track(pixels: np.ndarray, poses: np.ndarray, calib: StereoCalib,
+                      gate_px: float, min_depth: float = 0.5) -> Optional[np.ndarray]:
+    """One landmark from its monocular track: linear (DLT) triangulation over every view, kept
+    only if the point lies at least ``min_depth`` in front of every camera and reprojects
+    within ``gate_px`` in every view (check the parallax first: :func:`ray_parallax_deg`).
+
+    Args:
+        pixels: (M, 2) observations, M >= 2; poses: (M, 4, 4) T_world_cam of those views.
+    Returns:
+        (3,) world point, or None.
+    """
+    K_inv = np.linalg.inv(calib.K)
+    x = np.c_[pixels, np.ones(len(pixels))] @ K_inv.T            # (M, 3) normalised
+    centre = poses[:, :3, 3].mean(axis=0)                          # conditioning: local origin
+    local = poses.copy()
+    local[:, :3, 3] -= centre
+    P = np.linalg.inv(local)[:, :3, :]                             # (M, 3, 4) local -> cam
+    A = np.concatenate([x[:, :1] * P[:, 2] - P[:, 0], x[:, 1:2] * P[:, 2] - P[:, 1]])
+    h = np.linalg.svd(A)[2][-1]
+    if abs(h[3]) < 1e-12:
+        return None
+    X = h[:3] / h[3]
+    pc = np.einsum('mij,j->mi', P[:, :, :3], X) + P[:, :, 3]      # (M, 3) in each camera
+    X = X + centre
+    if np.any(pc[:, 2] < min_depth):
+        return None
+    err = np.hypot(calib.fx * pc[:, 0] / pc[:, 2] + calib.cx - pixels[:, 0],
+                   calib.fy * pc[:, 1] / pc[:, 2] + calib.cy - pixels[:, 1])
+    return X if np.all(err <= gate_px) else None
 
 
 def stereo_depth_ok(uv: np.ndarray, u_right: np.ndarray, calib: StereoCalib,

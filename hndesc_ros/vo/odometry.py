@@ -20,7 +20,8 @@ from hndesc_ros.errors import CalibrationError
 from hndesc_ros.se3 import inv, rotation_angle, transform_points
 from hndesc_ros.types import FrameResult, Observations, StereoCalib
 from hndesc_ros.vo.geometry import (ConstantVelocity, essential_motion, pnp_from_prediction,
-                                    stereo_depth_ok, triangulate_stereo)
+                                    ray_parallax_deg, stereo_depth_ok, triangulate_stereo,
+                                    triangulate_track)
 from hndesc_ros.vo.mapper import Keyframe, MapUpdate, make_mapper
 
 LOG = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ def load_backend(cfg: VOConfig) -> None:
     """Import what the odometry of ``cfg`` will need (GTSAM for inline mapping, about 0.1-0.5 s
     on a busy machine), so that a long-running node pays it at start-up rather than inside
     its first frame's latency."""
-    if not cfg.mono and cfg.smoother and not cfg.async_mapping:
+    if cfg.smoother and (cfg.mono or not cfg.async_mapping):
         from hndesc_ros.vo.smoother import _gtsam
         _gtsam()
 
@@ -209,17 +210,37 @@ class StereoOdometry:
 
 
 class MonoOdometry:
-    """Monocular back end: essential matrix between consecutive frames (5-point RANSAC) from
-    track-id correspondences. Translation has unit length per frame unless ``scale_fn`` gives
-    the metres travelled (ground-truth scale, the published monocular protocol); evaluate
-    unit-scale runs with Sim(3) alignment.
+    """Monocular back end. Every frame, the two-view motion from the previous frame (5-point
+    essential matrix from track-id correspondences, refined on its inliers) is the initial
+    guess. With ``vo.smoother`` (the default) the frame then enters a fixed-lag bundle
+    adjustment over the last ``vo.mono_window`` frames (:class:`MonoSmoother`): a track seen in
+    ``vo.min_track_length`` frames of the window whose first (in the window) and latest rays
+    meet at ``vo.mono_min_parallax`` degrees or more becomes a landmark, each of its
+    observations a projection factor, and the two-view motion stays in the graph as a loose
+    factor. The pose reported is the newest frame's smoothed pose (causal: no frame waits for
+    a later one). A frame without a two-view motion (blank, too few inliers) is counted as
+    lost and continues at constant velocity (a loose factor: the landmarks it sees still
+    place it).
+
+    Scale: ``scale_fn`` gives the metres travelled per frame (ground-truth scale, the published
+    monocular protocol) as a range factor. Without it the first step has unit length and the
+    landmarks carry the scale from there (it drifts: evaluate with Sim(3) alignment; depths,
+    e.g. ``vo.min_depth``, are then in units of the first step); without the smoother every
+    step has unit length.
 
     Args:
         calib: pinhole calibration (baseline ignored).
-        cfg: VOConfig (min_inliers).
+        cfg: VOConfig (min_inliers, smoother, mono_window, mono_min_parallax,
+            min_track_length, min_depth, pixel_sigma, huber_k).
         scale_fn: ``scale_fn(k)`` -> metres between frame k-1 and frame k (k counts processed
             frames from 0), or None.
     """
+
+    ROTATION_SIGMA = np.radians(0.2)  # two-view motion factor: rotation per axis (rad)
+    STEP_SIGMA = 0.2                  # ... translation per axis, as a share of the step,
+    MIN_STEP_SIGMA = 0.05             # ... and at least this (m; a standing camera)
+    LOST_SIGMAS = (np.radians(5.0), 1.0)  # constant-velocity factor after tracking loss
+    GATE_PX = 2.0                     # a new landmark reprojects within this in every view
 
     def __init__(self, calib: StereoCalib, cfg: Optional[VOConfig] = None,
                  scale_fn: Optional[Callable[[int], float]] = None):
@@ -227,8 +248,27 @@ class MonoOdometry:
         self.scale_fn = scale_fn
         self.prev: Optional[Observations] = None
         self.T = np.eye(4)
+        self.velocity = np.eye(4)               # T_prev_cur of the latest frame
+        self.step = 1.0                         # length of the latest step (unit scale)
         self.frames = 0
         self.lost = 0
+        self.resets = 0                         # smoother failures (re-started at the frame)
+        self.smoother = None
+        self.poses: Dict[int, np.ndarray] = {}  # frame -> T_world_cam, smoothed in the window
+        self.tracks: Dict[int, list] = {}       # track id -> [(frame, (2,) uv)] in the window
+        self.landmark_of: Dict[int, int] = {}   # track id -> smoother landmark key
+        self.next_landmark = 0
+        self.needs_gauge = True                 # unit scale: the next step fixes the unit
+        if self.cfg.smoother:
+            self._restart()
+
+    def _restart(self) -> None:
+        """A new, empty smoother (at start-up, and after an indeterminate system)."""
+        from hndesc_ros.vo.smoother import MonoSmoother
+        self.smoother = MonoSmoother(self.calib, self.cfg.mono_window, self.cfg.pixel_sigma,
+                                     self.cfg.huber_k)
+        self.poses, self.tracks, self.landmark_of = {}, {}, {}
+        self.needs_gauge = True
 
     def close(self) -> None:
         """Nothing runs in the background (the same interface as StereoOdometry)."""
@@ -237,31 +277,119 @@ class MonoOdometry:
         """Nothing to wait for."""
 
     def map_updates(self) -> list:
-        """No map: always empty."""
+        """No map for the front end: always empty."""
         return []
 
     def map_pending(self) -> float:
-        """No mapping step (the same interface as StereoOdometry)."""
+        """No mapping step in the background (the same interface as StereoOdometry)."""
         return 0.0
 
     def process(self, obs: Observations, defer_mapping: bool = False) -> FrameResult:
         t0 = time.perf_counter()
-        tracked, n_inl = True, 0
-        if self.prev is not None:
-            _, i0, i1 = np.intersect1d(self.prev.track_ids, obs.track_ids, return_indices=True)
-            T_cp, inl = essential_motion(self.prev.uv[i0].astype(np.float64),
-                                         obs.uv[i1].astype(np.float64), self.calib)
-            n_inl = len(inl)
+        k = self.frames
+        tracked, n_inl, motion, step = True, 0, None, None
+        if k > 0:
+            step = self.scale_fn(k) if self.scale_fn else None
+            length = self.step if step is None else step
+            T_cp = None
+            if self.prev is not None:
+                _, i0, i1 = np.intersect1d(self.prev.track_ids, obs.track_ids,
+                                           return_indices=True)
+                T_cp, inl = essential_motion(self.prev.uv[i0].astype(np.float64),
+                                             obs.uv[i1].astype(np.float64), self.calib)
+                n_inl = len(inl)
             if T_cp is None or n_inl < self.cfg.min_inliers:
                 tracked = False
                 self.lost += 1
                 LOG.warning('frame %d: mono tracking lost (%d inliers)', obs.index, n_inl)
+                T_pc = self.velocity.copy()
+                norm = np.linalg.norm(T_pc[:3, 3])
+                T_pc[:3, 3] *= length / norm if norm > 1e-9 else 0.0
+                motion = (T_pc, self.LOST_SIGMAS[0], max(self.LOST_SIGMAS[1] * length,
+                                                         self.MIN_STEP_SIGMA))
             else:
                 T_pc = inv(T_cp)
-                T_pc[:3, 3] *= self.scale_fn(self.frames) if self.scale_fn else 1.0
-                self.T = self.T @ T_pc
+                T_pc[:3, 3] *= length
+                motion = (T_pc, self.ROTATION_SIGMA, max(self.STEP_SIGMA * length,
+                                                         self.MIN_STEP_SIGMA))
+        T_guess = self.T @ motion[0] if motion is not None else self.T
+        t1 = time.perf_counter()
+        if self.smoother is None:
+            T_prev, T_new = self.T, T_guess
+        else:
+            T_new = self._smooth(k, T_guess, motion, step, obs)
+            T_prev = self.poses.get(k - 1, self.T)
+        if motion is not None:
+            self.velocity = inv(T_prev) @ T_new
+            if self.smoother is not None and self.scale_fn is None:
+                self.step = max(float(np.linalg.norm(self.velocity[:3, 3])), 1e-6)
+        self.T = T_new
         if len(obs):  # a blank frame keeps the last reference (as the tracker does)
             self.prev = obs
         self.frames += 1
+        t2 = time.perf_counter()
         return FrameResult(obs.index, obs.stamp, self.T.copy(), tracked, True, n_inl, len(obs),
-                           {**obs.timings, 'essential': (time.perf_counter() - t0) * 1e3})
+                           {**obs.timings, 'essential': (t1 - t0) * 1e3,
+                            'mapping': (t2 - t1) * 1e3})
+
+    def _smooth(self, k: int, T_guess: np.ndarray, motion, step: Optional[float],
+                obs: Observations) -> np.ndarray:
+        """Frame k into the fixed-lag bundle adjustment -> its smoothed T_world_cam."""
+        cfg, sm = self.cfg, self.smoother
+        oldest = k - cfg.mono_window + 1      # the oldest frame still in the window after k
+        if sm.latest is None:
+            motion = None                     # the first frame of a smoother: fixed
+        elif step is None and self.scale_fn is None and self.needs_gauge:
+            step = self.step                  # the monocular gauge: this step sets the unit
+            self.needs_gauge = False
+        self.poses[k] = T_guess
+        rows, new, candidates = [], {}, []
+        for t, p in zip(obs.track_ids.tolist(), obs.uv.astype(np.float64)):
+            track = self.tracks.setdefault(t, [])
+            track.append((k, p))
+            if t in self.landmark_of:
+                j = self.landmark_of[t]
+                if sm.landmark_time.get(j, -1) >= oldest:
+                    rows.append((k, j, p[0], p[1]))
+                continue
+            views = [(f, q) for f, q in track if f >= oldest]
+            if len(views) >= cfg.min_track_length:
+                candidates.append((t, views))
+        if candidates:  # the parallax of all candidate tracks at once: most are too far
+            first = [views[0] for _, views in candidates]
+            par = ray_parallax_deg(np.array([q for _, q in first]),
+                                   np.array([self.poses[f] for f, _ in first]),
+                                   np.array([views[-1][1] for _, views in candidates]),
+                                   T_guess, self.calib)
+            for (t, views), ok in zip(candidates, par >= cfg.mono_min_parallax):
+                if not ok:
+                    continue
+                X = triangulate_track(np.array([q for _, q in views]),
+                                      np.array([self.poses[f] for f, _ in views]), self.calib,
+                                      self.GATE_PX, cfg.min_depth)
+                if X is not None:
+                    j = self.landmark_of[t] = self.next_landmark
+                    self.next_landmark += 1
+                    new[j] = X
+                    rows += [(f, j, q[0], q[1]) for f, q in views]
+        try:
+            self.poses.update(sm.add_frame(k, T_guess, motion, step, new, rows))
+        except RuntimeError as e:  # an indeterminate system: start again from this frame
+            self.resets += 1
+            LOG.warning('frame %d: mono smoother restarted (%s)', obs.index, str(e)[:80])
+            self._restart()
+            self.smoother.add_frame(k, T_guess, None, None, {}, [])
+            self.poses[k] = T_guess
+            self.tracks = {t: [(k, p)] for t, p in zip(obs.track_ids.tolist(),
+                                                       obs.uv.astype(np.float64))}
+        for f in [f for f in self.poses if f < oldest]:
+            del self.poses[f]
+        if k % 10 == 0:  # forget what left the window: its landmarks take no more factors
+            for t in list(self.tracks):
+                views = [v for v in self.tracks[t] if v[0] >= oldest]
+                if views:
+                    self.tracks[t] = views
+                else:  # should the track resume, it becomes a new landmark (a new key)
+                    del self.tracks[t]
+                    self.landmark_of.pop(t, None)
+        return self.poses[k]

@@ -1,11 +1,17 @@
-"""GTSAM incremental fixed-lag smoother (iSAM2) over stereo keyframes and landmarks.
+"""GTSAM incremental fixed-lag smoothers (iSAM2): stereo keyframes, and every monocular frame.
 
-Variables: poses ``x<k>`` (T_world_camera of keyframe k) and landmarks ``l<j>`` (world points).
-Factors: a prior on the first pose, ``GenericStereoFactor3D`` with Huber-robust pixel noise for
-every stereo observation, optional pose priors (re-initialisation after tracking loss).
-``IncrementalFixedLagSmoother`` (iSAM2 underneath) keeps the last ``window`` keyframes and
-marginalises everything older, so the cost per keyframe is bounded whatever the sequence
-length.
+Variables: poses ``x<k>`` (T_world_camera) and landmarks ``l<j>`` (world points).
+``IncrementalFixedLagSmoother`` (iSAM2 underneath) keeps the last ``window`` poses (GTSAM
+keeps one more, which takes no new factors here) and marginalises everything older, so the
+cost per pose is bounded whatever the sequence length.
+
+- :class:`StereoSmoother`: a prior on the first pose, ``GenericStereoFactor3D`` with
+  Huber-robust pixel noise for every stereo observation, optional pose priors
+  (re-initialisation after tracking loss).
+- :class:`MonoSmoother`: ``GenericProjectionFactorCal3_S2`` for every observation of a
+  landmark, the two-view motion between consecutive frames as a loose ``BetweenFactorPose3``,
+  and the step length as a ``RangeFactorPose3`` where it is known (ground-truth scale) or for
+  the first step only (the monocular gauge: the map carries the scale from there on).
 """
 from __future__ import annotations
 
@@ -25,31 +31,21 @@ def _gtsam():
     return gtsam
 
 
-class StereoSmoother:
-    """Sliding-window stereo bundle adjustment, updated incrementally one keyframe at a time.
+class _FixedLag:
+    """What both smoothers share: the iSAM2 fixed-lag smoother, GTSAM keys, and which landmarks
+    still have an observation inside the window (only those may take new factors).
 
     Args:
-        calib: rectified stereo calibration.
-        window: keyframes kept in the window (the smoother lag, in keyframes).
-        pixel_sigma: stereo measurement noise (px) for u_left, u_right, v.
-        huber_k: Huber threshold in sigmas.
-        iterations: extra iSAM2 update steps per keyframe (relinearisation).
+        window: poses kept in the window (the smoother lag).
+        iterations: extra iSAM2 update steps per pose (relinearisation).
     """
 
-    def __init__(self, calib: StereoCalib, window: int = 8, pixel_sigma: float = 1.0,
-                 huber_k: float = 1.345, iterations: int = 0):
+    def __init__(self, window: int, iterations: int = 0):
         gtsam = _gtsam()
-        self.calib = calib
         self.window = window
-        self.K = gtsam.Cal3_S2Stereo(calib.fx, calib.fy, 0.0, calib.cx, calib.cy, calib.baseline)
-        base = gtsam.noiseModel.Isotropic.Sigma(3, pixel_sigma)
-        self.noise = gtsam.noiseModel.Robust.Create(
-            gtsam.noiseModel.mEstimator.Huber.Create(huber_k), base)
-        self.prior_noise = gtsam.noiseModel.Diagonal.Sigmas(
-            np.array([1e-4, 1e-4, 1e-4, 1e-4, 1e-4, 1e-4]))
         # A near-uninformative prior on every new landmark keeps the linear system determinate
-        # when a landmark's stereo factors lose their Jacobian (cheirality: a far point pushed
-        # behind the camera). It must be very loose: at 10 m it biased the poses measurably on
+        # when a landmark's factors lose their Jacobian (cheirality: a far point pushed behind
+        # the camera). It must be very loose: at 10 m it biased the poses measurably on
         # synthetic data with 0.5 px noise; at 1000 m it does not (test_smoother.py).
         self.landmark_prior = gtsam.noiseModel.Isotropic.Sigma(3, 1000.0)
         params = gtsam.ISAM2Params()
@@ -72,7 +68,7 @@ class StereoSmoother:
         return _L | j
 
     def pose_alive(self, k: int) -> bool:
-        """True while keyframe k is still inside the window (can take new factors)."""
+        """True while pose k is still inside the window (can take new factors)."""
         return self.latest is not None and k > self.latest - self.window
 
     def landmark_alive(self, j: int) -> bool:
@@ -85,6 +81,63 @@ class StereoSmoother:
             return []
         oldest, times = self.latest - self.window, self.landmark_time
         return [j for j in js if times.get(j, oldest) > oldest]
+
+    def _new_landmarks(self, graph, values, new_landmarks: Dict[int, np.ndarray]) -> None:
+        gtsam = _gtsam()
+        for j, p in new_landmarks.items():
+            point = gtsam.Point3(*np.asarray(p, float))
+            values.insert(self.L(j), point)
+            graph.add(gtsam.PriorFactorPoint3(self.L(j), point, self.landmark_prior))
+
+    def _update(self, k: int, graph, values, stamps, touched: Dict[int, int]) -> None:
+        """Stamp pose k and the landmarks in ``touched`` (id -> newest pose observing it), run
+        iSAM2, and forget the landmarks that left the window."""
+        stamps.insert((self.X(k), float(k)))
+        for j, kf in touched.items():
+            t = max(self.landmark_time.get(j, -1), kf)
+            self.landmark_time[j] = t
+            stamps.insert((self.L(j), float(t)))
+        self.factors += graph.size()
+        self.smoother.update(graph, values, stamps)
+        for _ in range(self.extra_iterations):  # a few more iSAM2 steps relinearise
+            self.smoother.update()
+        self.latest = k
+        dead = [j for j, t in self.landmark_time.items() if t <= k - self.window]
+        for j in dead:
+            del self.landmark_time[j]
+
+    def landmarks(self, js) -> Dict[int, np.ndarray]:
+        """Current estimates of the landmarks ``js`` still in the window (one back-substitution
+        for all of them)."""
+        alive = self.alive_landmarks(js)
+        if not alive:
+            return {}
+        est = self.smoother.calculateEstimate()
+        return {j: np.asarray(est.atPoint3(_L | j)) for j in alive}
+
+
+class StereoSmoother(_FixedLag):
+    """Sliding-window stereo bundle adjustment, updated incrementally one keyframe at a time.
+
+    Args:
+        calib: rectified stereo calibration.
+        window: keyframes kept in the window (the smoother lag, in keyframes).
+        pixel_sigma: stereo measurement noise (px) for u_left, u_right, v.
+        huber_k: Huber threshold in sigmas.
+        iterations: extra iSAM2 update steps per keyframe (relinearisation).
+    """
+
+    def __init__(self, calib: StereoCalib, window: int = 8, pixel_sigma: float = 1.0,
+                 huber_k: float = 1.345, iterations: int = 0):
+        super().__init__(window, iterations)
+        gtsam = _gtsam()
+        self.calib = calib
+        self.K = gtsam.Cal3_S2Stereo(calib.fx, calib.fy, 0.0, calib.cx, calib.cy, calib.baseline)
+        base = gtsam.noiseModel.Isotropic.Sigma(3, pixel_sigma)
+        self.noise = gtsam.noiseModel.Robust.Create(
+            gtsam.noiseModel.mEstimator.Huber.Create(huber_k), base)
+        self.prior_noise = gtsam.noiseModel.Diagonal.Sigmas(
+            np.array([1e-4, 1e-4, 1e-4, 1e-4, 1e-4, 1e-4]))
 
     def add_keyframe(self, k: int, T_world_cam: np.ndarray,
                      new_landmarks: Dict[int, np.ndarray],
@@ -108,40 +161,87 @@ class StereoSmoother:
         stamps = gtsam.FixedLagSmootherKeyTimestampMap()
         pose = gtsam.Pose3(T_world_cam)
         values.insert(self.X(k), pose)
-        stamps.insert((self.X(k), float(k)))
         if prior_sigma is not None or self.latest is None:
             noise = self.prior_noise if prior_sigma is None else \
                 gtsam.noiseModel.Isotropic.Sigma(6, prior_sigma)
             graph.add(gtsam.PriorFactorPose3(self.X(k), pose, noise))
-        for j, p in new_landmarks.items():
-            point = gtsam.Point3(*np.asarray(p, float))
-            values.insert(self.L(j), point)
-            graph.add(gtsam.PriorFactorPoint3(self.L(j), point, self.landmark_prior))
+        self._new_landmarks(graph, values, new_landmarks)
         touched = {}
         factor, point2, noise, K = gtsam.GenericStereoFactor3D, gtsam.StereoPoint2, self.noise, \
             self.K
         for kf, j, ul, ur, v in observations:
             graph.add(factor(point2(ul, ur, v), noise, _X | kf, _L | j, K))
             touched[j] = max(touched.get(j, -1), kf)
-        for j, kf in touched.items():
-            t = max(self.landmark_time.get(j, -1), kf)
-            self.landmark_time[j] = t
-            stamps.insert((self.L(j), float(t)))
-        self.factors += graph.size()
-        self.smoother.update(graph, values, stamps)
-        for _ in range(self.extra_iterations):  # a few more iSAM2 steps relinearise
-            self.smoother.update()
-        self.latest = k
-        dead = [j for j, t in self.landmark_time.items() if t <= k - self.window]
-        for j in dead:
-            del self.landmark_time[j]
+        self._update(k, graph, values, stamps, touched)
         return self.smoother.calculateEstimatePose3(self.X(k)).matrix()
 
-    def landmarks(self, js) -> Dict[int, np.ndarray]:
-        """Current estimates of the landmarks ``js`` still in the window (one back-substitution
-        for all of them)."""
-        alive = self.alive_landmarks(js)
-        if not alive:
-            return {}
+
+class MonoSmoother(_FixedLag):
+    """Monocular sliding-window bundle adjustment over every frame, updated incrementally.
+
+    Args:
+        calib: pinhole calibration (the baseline is not used).
+        window: frames kept in the window (the smoother lag, in frames).
+        pixel_sigma: measurement noise (px) of u and v.
+        huber_k: Huber threshold in sigmas.
+    """
+
+    RANGE_SIGMA = 0.01  # m, of a known step length
+    MIN_RANGE = 1e-3    # m; a shorter step gets no range factor (its gradient is undefined at 0)
+
+    def __init__(self, calib: StereoCalib, window: int = 10, pixel_sigma: float = 1.0,
+                 huber_k: float = 1.345):
+        super().__init__(window)
+        gtsam = _gtsam()
+        self.K = gtsam.Cal3_S2(calib.fx, calib.fy, 0.0, calib.cx, calib.cy)
+        self.noise = gtsam.noiseModel.Robust.Create(
+            gtsam.noiseModel.mEstimator.Huber.Create(huber_k),
+            gtsam.noiseModel.Isotropic.Sigma(2, pixel_sigma))
+        self.range_noise = gtsam.noiseModel.Isotropic.Sigma(1, self.RANGE_SIGMA)
+
+    def add_frame(self, k: int, T_world_cam: np.ndarray,
+                  motion: Optional[Tuple[np.ndarray, float, float]],
+                  step: Optional[float], new_landmarks: Dict[int, np.ndarray],
+                  observations: Iterable[Tuple[int, int, float, float]]) -> Dict[int, np.ndarray]:
+        """Insert frame k and optimise.
+
+        Args:
+            k: frame number (strictly increasing; the first one is fixed at its guess).
+            T_world_cam: 4x4 initial guess.
+            motion: (T_prev_cur 4x4, rotation sigma rad, translation sigma m) between the
+                previous frame added and k, or None.
+            step: metres between the previous frame added and k, or None (unknown).
+            new_landmarks: landmark id -> (3,) world point initial guess.
+            observations: (frame, landmark, u, v) rows; frames must be alive, landmarks alive
+                or new (alive after this update: newest observation >= k - window + 1).
+        Returns:
+            frame -> 4x4 optimised T_world_cam of every frame in the window.
+        """
+        gtsam = _gtsam()
+        graph = gtsam.NonlinearFactorGraph()
+        values = gtsam.Values()
+        stamps = gtsam.FixedLagSmootherKeyTimestampMap()
+        pose = gtsam.Pose3(T_world_cam)
+        values.insert(self.X(k), pose)
+        if self.latest is None:
+            graph.add(gtsam.PriorFactorPose3(self.X(k), pose,
+                                             gtsam.noiseModel.Isotropic.Sigma(6, 1e-4)))
+        if motion is not None and self.latest is not None:
+            T, rot, trans = motion
+            sigmas = np.r_[rot, rot, rot, trans, trans, trans]
+            graph.add(gtsam.BetweenFactorPose3(self.X(self.latest), self.X(k), gtsam.Pose3(T),
+                                               gtsam.noiseModel.Diagonal.Sigmas(sigmas)))
+        if step is not None and step > self.MIN_RANGE and self.latest is not None:
+            graph.add(gtsam.RangeFactorPose3(self.X(self.latest), self.X(k), float(step),
+                                             self.range_noise))
+        self._new_landmarks(graph, values, new_landmarks)
+        touched = {}
+        factor, point2, noise, K = gtsam.GenericProjectionFactorCal3_S2, gtsam.Point2, \
+            self.noise, self.K
+        for f, j, u, v in observations:
+            graph.add(factor(point2(u, v), noise, _X | f, _L | j, K))
+            touched[j] = max(touched.get(j, -1), f)
+        self._update(k, graph, values, stamps, touched)
         est = self.smoother.calculateEstimate()
-        return {j: np.asarray(est.atPoint3(_L | j)) for j in alive}
+        return {f: est.atPose3(_X | f).matrix() for f in range(max(0, k - self.window + 1), k + 1)
+                if est.exists(_X | f)}
