@@ -48,6 +48,8 @@ class _FixedLag:
         # the camera). It must be very loose: at 10 m it biased the poses measurably on
         # synthetic data with 0.5 px noise; at 1000 m it does not (test_smoother.py).
         self.landmark_prior = gtsam.noiseModel.Isotropic.Sigma(3, 1000.0)
+        self.prior_noise = gtsam.noiseModel.Diagonal.Sigmas(  # the first pose: fixed
+            np.array([1e-4, 1e-4, 1e-4, 1e-4, 1e-4, 1e-4]))
         params = gtsam.ISAM2Params()
         params.setRelinearizeThreshold(0.01)
         params.relinearizeSkip = 1
@@ -81,6 +83,16 @@ class _FixedLag:
             return []
         oldest, times = self.latest - self.window, self.landmark_time
         return [j for j in js if times.get(j, oldest) > oldest]
+
+    def _begin(self, k: int, T_world_cam: np.ndarray):
+        """An empty graph, values holding pose k's initial guess, empty stamps, and the
+        gtsam.Pose3 of the guess."""
+        gtsam = _gtsam()
+        pose = gtsam.Pose3(T_world_cam)
+        values = gtsam.Values()
+        values.insert(self.X(k), pose)
+        return (gtsam.NonlinearFactorGraph(), values, gtsam.FixedLagSmootherKeyTimestampMap(),
+                pose)
 
     def _new_landmarks(self, graph, values, new_landmarks: Dict[int, np.ndarray]) -> None:
         gtsam = _gtsam()
@@ -136,8 +148,6 @@ class StereoSmoother(_FixedLag):
         base = gtsam.noiseModel.Isotropic.Sigma(3, pixel_sigma)
         self.noise = gtsam.noiseModel.Robust.Create(
             gtsam.noiseModel.mEstimator.Huber.Create(huber_k), base)
-        self.prior_noise = gtsam.noiseModel.Diagonal.Sigmas(
-            np.array([1e-4, 1e-4, 1e-4, 1e-4, 1e-4, 1e-4]))
 
     def add_keyframe(self, k: int, T_world_cam: np.ndarray,
                      new_landmarks: Dict[int, np.ndarray],
@@ -156,11 +166,7 @@ class StereoSmoother(_FixedLag):
             4x4 optimised T_world_cam of keyframe k.
         """
         gtsam = _gtsam()
-        graph = gtsam.NonlinearFactorGraph()
-        values = gtsam.Values()
-        stamps = gtsam.FixedLagSmootherKeyTimestampMap()
-        pose = gtsam.Pose3(T_world_cam)
-        values.insert(self.X(k), pose)
+        graph, values, stamps, pose = self._begin(k, T_world_cam)
         if prior_sigma is not None or self.latest is None:
             noise = self.prior_noise if prior_sigma is None else \
                 gtsam.noiseModel.Isotropic.Sigma(6, prior_sigma)
@@ -218,14 +224,9 @@ class MonoSmoother(_FixedLag):
             frame -> 4x4 optimised T_world_cam of every frame in the window.
         """
         gtsam = _gtsam()
-        graph = gtsam.NonlinearFactorGraph()
-        values = gtsam.Values()
-        stamps = gtsam.FixedLagSmootherKeyTimestampMap()
-        pose = gtsam.Pose3(T_world_cam)
-        values.insert(self.X(k), pose)
+        graph, values, stamps, pose = self._begin(k, T_world_cam)
         if self.latest is None:
-            graph.add(gtsam.PriorFactorPose3(self.X(k), pose,
-                                             gtsam.noiseModel.Isotropic.Sigma(6, 1e-4)))
+            graph.add(gtsam.PriorFactorPose3(self.X(k), pose, self.prior_noise))
         if motion is not None and self.latest is not None:
             T, rot, trans = motion
             sigmas = np.r_[rot, rot, rot, trans, trans, trans]
