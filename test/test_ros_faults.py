@@ -194,3 +194,34 @@ def test_backend_survives_bad_camera_info_and_layout(ros, kitti06):
         assert h.spin(lambda: paths and len(paths[-1].poses) == 2)  # one pose per frame
     finally:
         h.close()
+
+
+def test_late_backend_in_exact_replay_gets_the_earlier_matches(ros, kitti06):
+    """Exact replay (``ros.drop_stale: false``): a back end that joins after the front end has
+    sent its first matches (DDS discovery under load; seen in a fresh clone: 27 of 51 poses)
+    still receives them, from the front end's transient-local history."""
+    from hndesc_ros.ros.backend_node import BackendNode
+    exact = [Parameter('ros.drop_stale', value=False), Parameter('vo.share_map', value=False)]
+    node, h, pub, info, got = frontend_under_test(*exact)
+    seq = KittiSequence(kitti06, count=4)
+    back = None
+    try:
+        assert h.spin(lambda: pub['left'].get_subscription_count() > 0, 10)
+        info['left'].publish(info_msg(seq))
+        info['right'].publish(info_msg(seq, 'right'))
+        assert h.spin(lambda: node.frontend is not None, 10)
+        for k in range(4):
+            fr = seq.frame(k)
+            pub['left'].publish(image_msg(fr.left, (k + 1) * 10**8))
+            pub['right'].publish(image_msg(fr.right, (k + 1) * 10**8))
+        assert h.spin(lambda: len(got) == 4, 60)              # all sent before the back end
+        back = BackendNode(parameter_overrides=[Parameter('ros.reliable', value=True), *exact])
+        h.ex.add_node(back)
+        assert h.spin(lambda: info['right'].get_subscription_count() > 1, 10)
+        info['left'].publish(info_msg(seq))
+        info['right'].publish(info_msg(seq, 'right'))
+        assert h.spin(lambda: back.frames == 4, 30), back.drops.counts
+    finally:
+        h.close()
+        if back is not None:
+            back.destroy_node()

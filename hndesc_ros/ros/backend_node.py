@@ -48,8 +48,12 @@ class BackendNode(Node):
         load_backend(self.cfg.vo)  # GTSAM now, not inside the first frame's latency
         subscribe_camera_info(self, self.mono, self._on_info,
                               topic_qos(r.reliable, r.queue_size))
+        # exact replay (every pair, ros.drop_stale false): also the matches the front end
+        # sent before this node was discovered (transient-local; the front end offers it);
+        # live: only new ones (a late back end must not start 100 frames behind)
         self.create_subscription(PointCloud2, 'features/matches', self._on_matches,
-                                 topic_qos(True, max(r.queue_size, 100)))
+                                 topic_qos(True, max(r.queue_size, 100),
+                                           late_joiners=not r.drop_stale))
         # a recorder that starts after the first poses still gets the last 100
         self.pub_odom = self.create_publisher(Odometry, 'odom', topic_qos(True, 100, True))
         self.pub_path = self.create_publisher(Path, 'path', 10)

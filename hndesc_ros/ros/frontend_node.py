@@ -69,7 +69,9 @@ class FrontendNode(Node):
         subscribe_camera_info(self, self.mono, self._on_info, qos)
         self.create_subscription(PointCloud2, 'backend/landmarks', self._on_landmarks,
                                  topic_qos(True, 10))
-        out_qos = topic_qos(True, max(r.queue_size, 100))
+        # transient-local: a back end that joins late (DDS discovery under load) and asks for
+        # it (exact replay) still gets the last 100 frames' matches; volatile ones match too
+        out_qos = topic_qos(True, max(r.queue_size, 100), late_joiners=True)
         self.pub_matches = self.create_publisher(PointCloud2, 'features/matches', out_qos)
         self.pub_timing = self.create_publisher(String, 'features/timing', 10)
         self.pub_debug = self.create_publisher(Image, 'features/debug_image', 1)
