@@ -80,7 +80,7 @@ class VOConfig:
     pnp_reprojection_px: float = 1.5
     pnp_iterations: int = 300
     min_inliers: int = 15              # below: tracking lost, re-initialise
-    pixel_sigma: float = 1.0           # stereo factor noise (px)
+    pixel_sigma: float = 1.0           # stereo / mono projection factor noise (px)
     huber_k: float = 1.345             # robust kernel width (in sigmas)
     window_size: int = 8               # keyframes in the fixed-lag window
     keyframe_min_translation: float = 3.0  # m since the last keyframe; 0 = every frame

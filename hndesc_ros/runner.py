@@ -39,8 +39,7 @@ def run_sequence(seq, cfg: Config, mono: bool = False, gt_scale: bool = False,
             if gt is None:
                 from hndesc_ros.errors import HndescError
                 raise HndescError('--gt-scale needs ground-truth poses')
-            steps = np.r_[0, np.linalg.norm(np.diff(gt[:, :3, 3], axis=0), axis=1)]
-            scale_fn = steps.__getitem__
+            scale_fn = tj.step_lengths(gt).__getitem__
     vo = StereoVO(seq.calib, cfg, extractor, scale_fn)
     bar = progress_bar(len(seq), f'VO {cfg.features.extractor}', enabled=progress)
     results, seen = [], []

@@ -27,7 +27,6 @@ def test_plain_and_ros_yaml(tmp_path):
                                        ('features.max_keypoints', 0),
                                        ('matching.ratio', 1.5),
                                        ('vo.window_size', 'many'),
-                                       ('vo.mono_window', 2),
                                        ('nope.key', 1)])
 def test_invalid_values_name_the_key(key, value):
     with pytest.raises(ConfigError, match=key.split('.')[0]):
@@ -36,3 +35,8 @@ def test_invalid_values_name_the_key(key, value):
 
 def test_config_error_is_a_value_error():
     assert issubclass(ConfigError, ValueError)
+
+
+def test_mono_window_shorter_than_a_track_is_refused():
+    with pytest.raises(ConfigError, match='vo.mono_window'):
+        load_config(None, {'vo.mono_window': 2, 'vo.min_track_length': 3})

@@ -71,9 +71,14 @@ def rpe(est: np.ndarray, gt: np.ndarray, delta: int = 1) -> Dict[str, float]:
             'rot_rmse_deg': float(np.sqrt((re ** 2).mean()))}
 
 
+def step_lengths(poses: np.ndarray) -> np.ndarray:
+    """(N, 4, 4) poses -> (N,) metres from the previous pose (0 for the first)."""
+    return np.r_[0.0, np.linalg.norm(np.diff(poses[:, :3, 3], axis=0), axis=1)]
+
+
 def path_length(poses: np.ndarray) -> float:
     """Total length of the camera path (m)."""
-    return float(np.linalg.norm(np.diff(poses[:, :3, 3], axis=0), axis=1).sum())
+    return float(step_lengths(poses).sum())
 
 
 def kitti_errors(est: np.ndarray, gt: np.ndarray, lengths: Sequence[int] = KITTI_LENGTHS,

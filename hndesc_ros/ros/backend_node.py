@@ -40,7 +40,8 @@ class BackendNode(Node):
         self.T_base_cam = from_xyzq(r.base_to_camera)
         self.drops = DropCounter(self.get_logger())
         self.info = {}
-        self.waiting: deque = deque(maxlen=max(r.queue_size, 1))  # matches before calibration
+        # matches before calibration; in exact replay as many as the subscription's history
+        self.waiting: deque = deque(maxlen=max(r.queue_size, 1 if r.drop_stale else 100))
         self.odometry = None
         self.origin = None
         self.last_ns = None

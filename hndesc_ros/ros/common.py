@@ -32,13 +32,15 @@ def topic_qos(reliable: bool, depth: int = 10, late_joiners: bool = False) -> Qo
 
     Args:
         reliable: False: SensorDataQoS (best effort, volatile, depth 5), for live cameras where
-            a late frame is worth less than the next one. True: reliable, volatile, keep last
-            ``depth``, for bag replay, the node-to-node ``features/matches`` link, and the
-            player and recorder tools (nothing may be lost).
+            a late frame is worth less than the next one. True: reliable, keep last ``depth``
+            (volatile unless ``late_joiners``), for bag replay, the node-to-node
+            ``features/matches`` link, and the player and recorder tools (nothing may be lost).
         depth: history depth of the reliable profile (ignored when best effort).
         late_joiners: reliable only: transient-local durability, so that a subscription that
             asks for it and starts after the publisher still receives the last ``depth``
-            messages (``odom`` for the recorder). Volatile subscriptions match it as usual.
+            messages (``odom`` for the recorder, ``features/matches`` for a back end in exact
+            replay). Volatile subscriptions match such a publisher as usual; a transient-local
+            subscription does not match a volatile publisher.
     Returns:
         The profile. A reliable subscription does not match a best-effort publisher (a
         best-effort subscription matches both), so both ends of a link should agree.

@@ -246,7 +246,8 @@ class MonoOdometry:
                  scale_fn: Optional[Callable[[int], float]] = None):
         self.calib, self.cfg = calib, cfg or VOConfig()
         self.scale_fn = scale_fn
-        self.prev: Optional[Observations] = None
+        self.prev: Optional[Observations] = None  # the reference: last frame with observations
+        self.prev_k, self.prev_T = 0, np.eye(4)   # its frame number and pose then
         self.T = np.eye(4)
         self.velocity = np.eye(4)               # T_prev_cur of the latest frame
         self.step = 1.0                         # length of the latest step (unit scale)
@@ -287,12 +288,11 @@ class MonoOdometry:
     def process(self, obs: Observations, defer_mapping: bool = False) -> FrameResult:
         t0 = time.perf_counter()
         k = self.frames
-        tracked, n_inl, motion, step = True, 0, None, None
+        tracked, n_inl, motion, step, T_guess = True, 0, None, None, self.T
         if k > 0:
             step = self.scale_fn(k) if self.scale_fn else None
-            length = self.step if step is None else step
             T_cp = None
-            if self.prev is not None:
+            if self.prev is not None:  # the reference: the last frame with observations
                 _, i0, i1 = np.intersect1d(self.prev.track_ids, obs.track_ids,
                                            return_indices=True)
                 T_cp, inl = essential_motion(self.prev.uv[i0].astype(np.float64),
@@ -302,17 +302,17 @@ class MonoOdometry:
                 tracked = False
                 self.lost += 1
                 LOG.warning('frame %d: mono tracking lost (%d inliers)', obs.index, n_inl)
-                T_pc = self.velocity.copy()
-                norm = np.linalg.norm(T_pc[:3, 3])
-                T_pc[:3, 3] *= length / norm if norm > 1e-9 else 0.0
-                motion = (T_pc, self.LOST_SIGMAS[0], max(self.LOST_SIGMAS[1] * length,
-                                                         self.MIN_STEP_SIGMA))
-            else:
-                T_pc = inv(T_cp)
-                T_pc[:3, 3] *= length
-                motion = (T_pc, self.ROTATION_SIGMA, max(self.STEP_SIGMA * length,
-                                                         self.MIN_STEP_SIGMA))
-        T_guess = self.T @ motion[0] if motion is not None else self.T
+                T_guess = self.T @ self._with_length(self.velocity, self.step if step is None
+                                                     else step)
+                motion = self._loose(k - 1, self.T, T_guess)
+            else:  # the motion since the reference (frames in between were blank or lost)
+                ref = self.prev_k
+                length = (sum(self.scale_fn(i) for i in range(ref + 1, k + 1)) if self.scale_fn
+                          else self.step * (k - ref))
+                T_pc = self._with_length(inv(T_cp), length)
+                T_guess = self.poses.get(ref, self.prev_T) @ T_pc
+                motion = (ref, T_pc, self.ROTATION_SIGMA,
+                          max(self.STEP_SIGMA * length, self.MIN_STEP_SIGMA))
         t1 = time.perf_counter()
         if self.smoother is None:
             T_prev, T_new = self.T, T_guess
@@ -325,12 +325,27 @@ class MonoOdometry:
                 self.step = max(float(np.linalg.norm(self.velocity[:3, 3])), 1e-6)
         self.T = T_new
         if len(obs):  # a blank frame keeps the last reference (as the tracker does)
-            self.prev = obs
+            self.prev, self.prev_k, self.prev_T = obs, k, T_new
         self.frames += 1
         t2 = time.perf_counter()
         return FrameResult(obs.index, obs.stamp, self.T.copy(), tracked, True, n_inl, len(obs),
                            {**obs.timings, 'essential': (t1 - t0) * 1e3,
                             'mapping': (t2 - t1) * 1e3})
+
+    @staticmethod
+    def _with_length(T: np.ndarray, length: float) -> np.ndarray:
+        """A copy of the motion T with its translation scaled to ``length`` (0 if it has none)."""
+        T = T.copy()
+        norm = np.linalg.norm(T[:3, 3])
+        T[:3, 3] *= length / norm if norm > 1e-9 else 0.0
+        return T
+
+    def _loose(self, f: int, T_f: np.ndarray, T_guess: np.ndarray):
+        """A loose motion factor from frame f (at T_f) to the guess: tracking loss, or a
+        reference that is no longer in the smoother."""
+        T = inv(T_f) @ T_guess
+        return (f, T, self.LOST_SIGMAS[0],
+                max(self.LOST_SIGMAS[1] * float(np.linalg.norm(T[:3, 3])), self.MIN_STEP_SIGMA))
 
     def _smooth(self, k: int, T_guess: np.ndarray, motion, step: Optional[float],
                 obs: Observations) -> np.ndarray:
@@ -339,9 +354,12 @@ class MonoOdometry:
         oldest = k - cfg.mono_window + 1      # the oldest frame still in the window after k
         if sm.latest is None:
             motion = None                     # the first frame of a smoother: fixed
-        elif step is None and self.scale_fn is None and self.needs_gauge:
-            step = self.step                  # the monocular gauge: this step sets the unit
-            self.needs_gauge = False
+        else:
+            if motion[0] not in self.poses or motion[0] < oldest:  # reference gone
+                motion = self._loose(k - 1, self.poses[k - 1], T_guess)
+            if step is None and self.scale_fn is None and self.needs_gauge:
+                step = self.step              # the monocular gauge: this step sets the unit
+                self.needs_gauge = False
         self.poses[k] = T_guess
         rows, new, candidates = [], {}, []
         for t, p in zip(obs.track_ids.tolist(), obs.uv.astype(np.float64)):
@@ -351,7 +369,8 @@ class MonoOdometry:
                 j = self.landmark_of[t]
                 if sm.landmark_time.get(j, -1) >= oldest:
                     rows.append((k, j, p[0], p[1]))
-                continue
+                    continue
+                del self.landmark_of[t]       # its landmark left the window: a new one
             views = [(f, q) for f, q in track if f >= oldest]
             if len(views) >= cfg.min_track_length:
                 candidates.append((t, views))

@@ -214,8 +214,8 @@ class MonoSmoother(_FixedLag):
         Args:
             k: frame number (strictly increasing; the first one is fixed at its guess).
             T_world_cam: 4x4 initial guess.
-            motion: (T_prev_cur 4x4, rotation sigma rad, translation sigma m) between the
-                previous frame added and k, or None.
+            motion: (frame f, T_f_k 4x4, rotation sigma rad, translation sigma m): the motion
+                from an alive frame f to k, or None.
             step: metres between the previous frame added and k, or None (unknown).
             new_landmarks: landmark id -> (3,) world point initial guess.
             observations: (frame, landmark, u, v) rows; frames must be alive, landmarks alive
@@ -228,9 +228,9 @@ class MonoSmoother(_FixedLag):
         if self.latest is None:
             graph.add(gtsam.PriorFactorPose3(self.X(k), pose, self.prior_noise))
         if motion is not None and self.latest is not None:
-            T, rot, trans = motion
+            f, T, rot, trans = motion
             sigmas = np.r_[rot, rot, rot, trans, trans, trans]
-            graph.add(gtsam.BetweenFactorPose3(self.X(self.latest), self.X(k), gtsam.Pose3(T),
+            graph.add(gtsam.BetweenFactorPose3(self.X(f), self.X(k), gtsam.Pose3(T),
                                                gtsam.noiseModel.Diagonal.Sigmas(sigmas)))
         if step is not None and step > self.MIN_RANGE and self.latest is not None:
             graph.add(gtsam.RangeFactorPose3(self.X(self.latest), self.X(k), float(step),
