@@ -40,8 +40,9 @@ class BackendNode(Node):
         self.T_base_cam = from_xyzq(r.base_to_camera)
         self.drops = DropCounter(self.get_logger())
         self.info = {}
+        depth = max(r.queue_size, 100)  # of the features/matches subscription
         # matches before calibration; in exact replay as many as the subscription's history
-        self.waiting: deque = deque(maxlen=max(r.queue_size, 1 if r.drop_stale else 100))
+        self.waiting: deque = deque(maxlen=max(r.queue_size, 1) if r.drop_stale else depth)
         self.odometry = None
         self.origin = None
         self.last_ns = None
@@ -53,8 +54,7 @@ class BackendNode(Node):
         # sent before this node was discovered (transient-local; the front end offers it);
         # live: only new ones (a late back end must not start 100 frames behind)
         self.create_subscription(PointCloud2, 'features/matches', self._on_matches,
-                                 topic_qos(True, max(r.queue_size, 100),
-                                           late_joiners=not r.drop_stale))
+                                 topic_qos(True, depth, late_joiners=not r.drop_stale))
         # a recorder that starts after the first poses still gets the last 100
         self.pub_odom = self.create_publisher(Odometry, 'odom', topic_qos(True, 100, True))
         self.pub_path = self.create_publisher(Path, 'path', 10)

@@ -9,9 +9,10 @@ cost per pose is bounded whatever the sequence length.
   Huber-robust pixel noise for every stereo observation, optional pose priors
   (re-initialisation after tracking loss).
 - :class:`MonoSmoother`: ``GenericProjectionFactorCal3_S2`` for every observation of a
-  landmark, the two-view motion between consecutive frames as a loose ``BetweenFactorPose3``,
-  and the step length as a ``RangeFactorPose3`` where it is known (ground-truth scale) or for
-  the first step only (the monocular gauge: the map carries the scale from there on).
+  landmark, the two-view motion from the last frame with observations as a loose
+  ``BetweenFactorPose3``, and the step length as a ``RangeFactorPose3`` where it is known
+  (ground-truth scale) or for the first step only (the monocular gauge: the map carries the
+  scale from there on).
 """
 from __future__ import annotations
 
@@ -206,7 +207,7 @@ class MonoSmoother(_FixedLag):
         self.range_noise = gtsam.noiseModel.Isotropic.Sigma(1, self.RANGE_SIGMA)
 
     def add_frame(self, k: int, T_world_cam: np.ndarray,
-                  motion: Optional[Tuple[np.ndarray, float, float]],
+                  motion: Optional[Tuple[int, np.ndarray, float, float]],
                   step: Optional[float], new_landmarks: Dict[int, np.ndarray],
                   observations: Iterable[Tuple[int, int, float, float]]) -> Dict[int, np.ndarray]:
         """Insert frame k and optimise.
