@@ -140,6 +140,28 @@ def cmd_kitti(args) -> int:
     return 0
 
 
+def cmd_variant(args) -> int:
+    from hndesc_ros.datasets.kitti import KittiSequence
+    from hndesc_ros.datasets.variants import ping_pong_order, write_variant
+    count = len(KittiSequence(args.sequence))
+    order = list(range(count))
+    if args.ping_pong:
+        order = ping_pong_order(count)
+    for stop in reversed(sorted(args.stop)):  # later stops first: earlier frame numbers hold
+        try:
+            at, length = (int(v) for v in stop.split(':'))
+        except ValueError:
+            raise HndescError(f'--stop {stop}: expected FRAME:LENGTH, e.g. 100:40') from None
+        pos = order.index(at) if at in order else -1
+        if pos < 0:
+            raise HndescError(f'--stop {stop}: frame {at} is not in the sequence (0..{count - 1})')
+        order[pos + 1:pos + 1] = [at] * length
+    seq_dir = write_variant(args.sequence, args.out, order, noise_sigma=args.noise, seed=args.seed,
+                            poses=args.poses)
+    print(f'{len(order)} frames ({count} source frames) -> {seq_dir}')
+    return 0
+
+
 def cmd_eval_traj(args) -> int:
     from hndesc_ros.eval import trajectory as tj
     from hndesc_ros.datasets import poses as poses_io
@@ -251,6 +273,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_feature_args(s)
     s.set_defaults(func=cmd_kitti)
 
+    s = sub.add_parser('variant', help='a KITTI sequence with stops or reversed, as a new '
+                       'KITTI sequence (repeated frames get fresh sensor noise; GT follows)')
+    s.add_argument('--sequence', required=True, help='.../sequences/NN')
+    s.add_argument('--out', required=True, help='root of the new dataset (sequences/NN, poses/)')
+    s.add_argument('--poses', help='ground truth (default ../../poses/NN.txt)')
+    s.add_argument('--stop', action='append', default=[], metavar='FRAME:LENGTH',
+                   help='stand still at FRAME for LENGTH more frames (repeatable)')
+    s.add_argument('--ping-pong', action='store_true', help='forwards, then back to frame 0')
+    s.add_argument('--noise', type=float, default=2.0, help='sensor noise on repeated frames '
+                   '(grey levels, default 2)')
+    s.add_argument('--seed', type=int, default=0)
+    s.set_defaults(func=cmd_variant)
+
     s = sub.add_parser('eval-traj', help='ATE / RPE / KITTI errors of two trajectory files')
     s.add_argument('--gt', required=True)
     s.add_argument('--est', required=True)
@@ -284,6 +319,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print('hndesc-vo: interrupted', file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug, not bad input: one line; the traceback with -v
+        if args.verbose:
+            raise
+        print(f'hndesc-vo: internal error: {type(exc).__name__}: {exc} (run with -v for the '
+              'traceback)', file=sys.stderr)
+        return 1
 
 
 if __name__ == '__main__':

@@ -101,6 +101,8 @@ class VOConfig:
     map_max_age: int = 10              # frames a local-map landmark survives unseen
     mono_window: int = 10              # frames in the monocular fixed-lag bundle adjustment
     mono_min_parallax: float = 2.0     # deg between a mono track's first and last ray
+    still_parallax: float = 0.02       # deg of parallax below which the camera stands still
+    #                                    (mono: no translation; stereo: no new keyframe)
 
 
 @dataclass
@@ -219,6 +221,8 @@ def validate(cfg: Config) -> Config:
         raise ConfigError('ros.base_to_camera: expected 7 numbers x y z qx qy qz qw')
     if not 0.1 <= cfg.features.network_scale <= 1.0:
         raise ConfigError('features.network_scale: must be in [0.1, 1]')
+    if cfg.vo.still_parallax < 0:
+        raise ConfigError('vo.still_parallax: must be >= 0 (0: never standing still)')
     if cfg.features.contrast_threshold < 0:
         raise ConfigError('features.contrast_threshold: must be >= 0')
     return cfg

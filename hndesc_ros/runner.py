@@ -11,7 +11,7 @@ import logging
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -21,6 +21,7 @@ from hndesc_ros.errors import HndescError
 from hndesc_ros.eval import plots
 from hndesc_ros.eval import trajectory as tj
 from hndesc_ros.progress import progress_bar
+from hndesc_ros.types import FrameResult
 from hndesc_ros.vo.pipeline import StereoVO, summarise_timings
 from hndesc_ros.vo.tracker import observation_stats
 
@@ -29,8 +30,11 @@ ALIGN_NAMES = {'se3': 'SE(3)', 'sim3': 'Sim(3)', 'none': 'not'}
 
 
 def run_sequence(seq, cfg: Config, mono: bool = False, gt_scale: bool = False,
-                 progress: bool = False, extractor=None) -> Dict:
-    """Process every frame; returns {'poses', 'stamps', 'results', 'metrics'}."""
+                 progress: bool = False, extractor=None,
+                 on_result: Optional[Callable[[FrameResult], None]] = None) -> Dict:
+    """Process every frame; returns {'poses', 'stamps', 'results', 'metrics'}.
+
+    ``on_result`` is called with each FrameResult as soon as it is ready (benches time it)."""
     gt = seq.gt_relative()
     scale_fn = None
     if mono:
@@ -49,6 +53,8 @@ def run_sequence(seq, cfg: Config, mono: bool = False, gt_scale: bool = False,
         frames = (seq.frame(k) for k in range(len(seq)))  # read in the extraction thread
         for k, result in enumerate(vo.run(frames)):
             results.append(result)
+            if on_result is not None:
+                on_result(result)
             seen.append((k, vo.last_observations.track_ids))
             keyframes += result.keyframe
             lost += k > 0 and not result.tracked
@@ -63,6 +69,8 @@ def run_sequence(seq, cfg: Config, mono: bool = False, gt_scale: bool = False,
     metrics = {'frames': len(results), 'frames_tracked': int(sum(r.tracked for r in results)),
                'tracking_lost': int(sum(not r.tracked for r in results[1:])),
                'keyframes': int(sum(r.keyframe for r in results)),
+               'smoother_resets': int(vo.odometry.resets),
+               'stationary_frames': int(vo.odometry.stationary),
                'wall_fps': len(results) / wall, 'mode': 'mono' if mono else 'stereo',
                'gt_scale': bool(mono and gt_scale),
                'extractor': cfg.features.extractor, 'keypoints': cfg.features.keypoints,
@@ -149,7 +157,10 @@ def write_comparison(runs: Dict[str, Dict], path: str | Path, title: str = '') -
 def format_metrics(m: Dict) -> str:
     """One readable block of the main figures."""
     lines = [f"frames {m['frames']} (tracked {m['frames_tracked']}, lost {m['tracking_lost']}, "
-             f"keyframes {m['keyframes']})"]
+             f"keyframes {m['keyframes']}"
+             + (f", stationary {m['stationary_frames']}" if m.get('stationary_frames') else '')
+             + (f", smoother restarts {m['smoother_resets']}" if m.get('smoother_resets') else '')
+             + ')']
     if 'ate_rmse_m' in m:
         lines.append(f"ATE RMSE {m['ate_rmse_m']:.3f} m ({m['ate_pct_of_path']:.2f} % of "
                      f"{m['path_length_m']:.1f} m, {m['align']}), RPE {m['rpe_trans_m']:.3f} m "

@@ -25,6 +25,16 @@ def inv(T: np.ndarray) -> np.ndarray:
     return out
 
 
+def is_pose(T: np.ndarray, tol: float = 1e-6) -> bool:
+    """True if T is a finite 4x4 rigid transform (orthonormal rotation, last row 0 0 0 1)."""
+    T = np.asarray(T)
+    if T.shape != (4, 4) or not np.all(np.isfinite(T)):
+        return False
+    R = T[:3, :3]
+    return bool(np.allclose(R.T @ R, np.eye(3), atol=tol) and np.linalg.det(R) > 0
+                and np.allclose(T[3], [0.0, 0.0, 0.0, 1.0]))
+
+
 def rotation_angle(R: np.ndarray) -> float:
     """Rotation angle of a 3x3 rotation in radians."""
     return float(np.arccos(np.clip((np.trace(R) - 1) / 2, -1.0, 1.0)))

@@ -147,9 +147,11 @@ class BackendNode(Node):
             self.tf.sendTransform(tf)
 
     def _status(self) -> None:
-        lost = getattr(self.odometry, 'lost', 0)
+        odo = self.odometry
         self.pub_status.publish(String(data=json.dumps(
-            {'frames': self.frames, 'tracking_lost': lost, 'dropped': dict(self.drops.counts)})))
+            {'frames': self.frames, 'tracking_lost': getattr(odo, 'lost', 0),
+             'smoother_resets': getattr(odo, 'resets', 0),
+             'stationary': getattr(odo, 'stationary', 0), 'dropped': dict(self.drops.counts)})))
 
 
 def main(args=None) -> int:

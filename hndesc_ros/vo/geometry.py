@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 from scipy.optimize import least_squares
 
-from hndesc_ros.se3 import inv, make_T, scale_motion, skew, transform_points
+from hndesc_ros.se3 import inv, is_pose, make_T, scale_motion, skew, transform_points
 from hndesc_ros.types import StereoCalib
 
 
@@ -170,6 +170,52 @@ def refine_relative_pose(R: np.ndarray, t: np.ndarray, x0: np.ndarray, x1: np.nd
     return pose(sol.x)
 
 
+def _bearings(uv: np.ndarray, calib: StereoCalib) -> np.ndarray:
+    """(N, 2) pixels -> (N, 3) unit viewing rays in the camera frame."""
+    x = np.c_[uv, np.ones(len(uv))] @ np.linalg.inv(calib.K).T
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _kabsch(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The rotation R that best maps the (N, 3) rays ``a`` onto ``b`` (b ~ R a); N >= 2."""
+    U, _, Vt = np.linalg.svd(a.T @ b)
+    D = np.diag([1.0, 1.0, np.sign(np.linalg.det(Vt.T @ U.T))])
+    return Vt.T @ D @ U.T
+
+
+def rotation_parallax(p0: np.ndarray, p1: np.ndarray, calib: StereoCalib, hypotheses: int = 32,
+                      seed: int = 0) -> Tuple[np.ndarray, float]:
+    """How much of the motion between two views a pure rotation explains: the rotation that
+    best maps the first view's rays onto the second's (least median of squares over the
+    identity and 2-point samples, then refined on the points within 2.5 medians), and the
+    median angle that remains, the parallax a translation would have to explain. Near zero
+    (a camera standing still or only turning), the translation is not observable and an
+    essential matrix from these points is noise.
+
+    Args:
+        p0, p1: (N, 2) pixels of the same points in the two views, N >= 2.
+        hypotheses: random 2-point rotation samples besides the identity.
+        seed: of the samples (deterministic).
+    Returns:
+        (R_cur_prev (3, 3), median remaining parallax in degrees).
+    """
+    b0, b1 = _bearings(p0, calib), _bearings(p1, calib)
+    rng = np.random.default_rng(seed)
+    pairs = rng.integers(0, len(b0), (hypotheses, 2))
+    candidates = [np.eye(3)] + [_kabsch(b0[i], b1[i]) for i in pairs if i[0] != i[1]]
+
+    def angles(R):
+        return np.arccos(np.clip(np.sum((b0 @ R.T) * b1, axis=1), -1.0, 1.0))
+
+    R = min(candidates, key=lambda c: np.median(angles(c)))
+    for _ in range(2):
+        r = angles(R)
+        near = r <= 2.5 * np.median(r) + 1e-12
+        if near.sum() >= 2:
+            R = _kabsch(b0[near], b1[near])
+    return R, float(np.degrees(np.median(angles(R))))
+
+
 def ray_parallax_deg(uv_a: np.ndarray, T_a: np.ndarray, uv_b: np.ndarray, T_b: np.ndarray,
                      calib: StereoCalib) -> np.ndarray:
     """Angle between the viewing rays of two observations of the same point, in the world
@@ -202,6 +248,8 @@ def triangulate_track(pixels: np.ndarray, poses: np.ndarray, calib: StereoCalib,
     Returns:
         (3,) world point, or None.
     """
+    if not all(is_pose(T) for T in poses):
+        return None
     K_inv = np.linalg.inv(calib.K)
     x = np.c_[pixels, np.ones(len(pixels))] @ K_inv.T            # (M, 3) normalised
     centre = poses[:, :3, 3].mean(axis=0)                          # conditioning: local origin

@@ -23,7 +23,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from hndesc_ros.config import VOConfig
-from hndesc_ros.se3 import transform_points
+from hndesc_ros.se3 import is_pose, transform_points
 from hndesc_ros.types import StereoCalib
 from hndesc_ros.vo.geometry import triangulate_stereo
 
@@ -60,12 +60,14 @@ class MapUpdate:
     Attributes:
         index: frame index of the keyframe; T_world_cam: (4, 4) its optimised pose.
         track_ids: (K,) int64 ids whose landmark is in the window; points: (K, 3) world.
+        reset: the smoother failed on this keyframe and its window restarted here.
     """
 
     index: int
     T_world_cam: np.ndarray
     track_ids: np.ndarray
     points: np.ndarray
+    reset: bool = False
 
 
 class Mapper:
@@ -80,6 +82,8 @@ class Mapper:
     def __init__(self, calib: StereoCalib, cfg: Optional[VOConfig] = None):
         self.calib, self.cfg = calib, cfg or VOConfig()
         self._done: List[MapUpdate] = []
+        self.resets = 0                       # smoother failures (window restarted)
+        self.last_pose = np.eye(4)            # the latest optimised keyframe pose
         self._reset()
 
     def _reset(self) -> None:
@@ -123,19 +127,29 @@ class Mapper:
         # a keyframe without enough stereo factors (tracking loss, window restart) is tied to
         # its tracked / predicted pose by a loose prior so the system stays determinate
         prior = None if kf.tracked and len(factors) >= 3 * c.min_inliers else 0.5
+        reset = False
         try:
             T_opt = sm.add_keyframe(k, kf.T_world_cam, new_lms, factors, prior_sigma=prior)
-        except RuntimeError as exc:  # GTSAM numerical failure: restart the window here
-            LOG.warning('keyframe %d: smoother failed (%s); restarting the window', k, exc)
+            if not is_pose(T_opt):
+                raise RuntimeError('the optimised pose is not a rigid transform')
+            self.last_pose = T_opt
+        except (RuntimeError, ValueError, np.linalg.LinAlgError) as exc:
+            # GTSAM's numerical failure (an indeterminate system): a new window starts at this
+            # keyframe from its tracked pose (the last optimised one if that is not a pose),
+            # fixed by the first-pose prior, so it is well posed
+            LOG.warning('keyframe %d: smoother failed (%s); restarting the window', k,
+                        str(exc).splitlines()[0][:100] if str(exc) else type(exc).__name__)
+            T_opt = kf.T_world_cam if is_pose(kf.T_world_cam) else self.last_pose
             self._reset()
             self.kf = 0
-            self.smoother.add_keyframe(0, kf.T_world_cam, {}, [], prior_sigma=None)
-            T_opt = kf.T_world_cam
+            self.smoother.add_keyframe(0, T_opt, {}, [], prior_sigma=None)
+            self.resets += 1
+            reset = True
         self._forget()
         est = self.smoother.landmarks(self.segment.values())
         refined = [(t, est[lm]) for t, lm in self.segment.items() if lm in est]
         return MapUpdate(kf.index, T_opt, np.array([t for t, _ in refined], np.int64),
-                         np.array([p for _, p in refined], float).reshape(-1, 3))
+                         np.array([p for _, p in refined], float).reshape(-1, 3), reset)
 
     def _forget(self) -> None:
         """Drop segments whose landmark has left the window and pending rows that can no

@@ -17,11 +17,11 @@ import numpy as np
 
 from hndesc_ros.config import VOConfig
 from hndesc_ros.errors import CalibrationError
-from hndesc_ros.se3 import inv, rotation_angle, transform_points
+from hndesc_ros.se3 import inv, is_pose, make_T, rotation_angle, transform_points
 from hndesc_ros.types import FrameResult, Observations, StereoCalib
 from hndesc_ros.vo.geometry import (ConstantVelocity, essential_motion, pnp_from_prediction,
-                                    ray_parallax_deg, stereo_depth_ok, triangulate_stereo,
-                                    triangulate_track)
+                                    ray_parallax_deg, rotation_parallax, stereo_depth_ok,
+                                    triangulate_stereo, triangulate_track)
 from hndesc_ros.vo.mapper import Keyframe, MapUpdate, make_mapper
 
 LOG = logging.getLogger(__name__)
@@ -58,6 +58,8 @@ class StereoOdometry:
         self.kf_ids: set = set()                 # landmarks tracked in the last keyframe
         self.frames = 0
         self.lost = 0
+        self.resets = 0                          # smoother failures (window restarted)
+        self.stationary = 0                      # frames standing still (no keyframe)
         self._shared: List[MapUpdate] = []
         self._pending: Optional[Keyframe] = None  # keyframe of a deferred mapping step
 
@@ -68,16 +70,36 @@ class StereoOdometry:
 
     # ------------------------------------------------------------------ keyframes
     def _is_keyframe(self, T: np.ndarray, inlier_ids: np.ndarray, tracked: bool) -> bool:
+        """A keyframe when the view has changed enough since the last one (translation,
+        rotation, frames, or share of its landmarks still tracked) or too few landmarks are
+        tracked; never while the camera stands still with enough of them (a keyframe there
+        would add the same stereo measurements again, as if they were independent)."""
         c = self.cfg
         if self.kf_T is None or not tracked or c.keyframe_min_translation <= 0:
             return True
         rel = inv(self.kf_T) @ T
+        if len(inlier_ids) >= c.keyframe_min_tracks and self._standing_still(rel, T, inlier_ids):
+            self.stationary += 1
+            return False
         still = len(self.kf_ids.intersection(inlier_ids.tolist())) if self.kf_ids else 0
         return (np.linalg.norm(rel[:3, 3]) >= c.keyframe_min_translation
                 or rotation_angle(rel[:3, :3]) >= np.deg2rad(c.keyframe_min_rotation)
                 or self.frames - self.kf_frame >= c.keyframe_max_interval
                 or len(inlier_ids) < c.keyframe_min_tracks
                 or still < c.keyframe_track_ratio * len(self.kf_ids))
+
+    def _standing_still(self, rel: np.ndarray, T: np.ndarray, inlier_ids: np.ndarray) -> bool:
+        """True if the motion ``rel`` since the last keyframe is below ``vo.still_parallax``
+        (its translation seen from the median depth of the tracked landmarks) and turns less
+        than ``vo.keyframe_min_rotation``."""
+        c = self.cfg
+        if rotation_angle(rel[:3, :3]) >= np.deg2rad(c.keyframe_min_rotation):
+            return False
+        pts = [self.points[t] for t in inlier_ids.tolist() if t in self.points]
+        if not pts:
+            return False
+        depth = float(np.median(transform_points(inv(T), np.array(pts))[:, 2]))
+        return depth > 0 and np.degrees(np.linalg.norm(rel[:3, 3]) / depth) < c.still_parallax
 
     def _stereo_consistent(self, obs: Observations, T: np.ndarray) -> np.ndarray:
         """(M,) bool: the landmark's known world point reprojects into this stereo observation
@@ -103,6 +125,7 @@ class StereoOdometry:
         if self.cfg.share_map:
             self._shared += updates
         for u in updates:
+            self.resets += u.reset
             self.keyframe_poses[u.index] = u.T_world_cam
             for t, p in zip(u.track_ids.tolist(), u.points):
                 if t in self.points:   # a landmark that PnP rejected since stays out
@@ -222,16 +245,27 @@ class MonoOdometry:
     lost and continues at constant velocity (a loose factor: the landmarks it sees still
     place it).
 
+    A camera standing still (or only turning) gives an essential matrix of noise: when a pure
+    rotation explains the matches to within ``vo.still_parallax`` degrees of median
+    parallax (:func:`~hndesc_ros.vo.geometry.rotation_parallax`), the frame is *stationary*:
+    its motion is that rotation and no translation (with ground-truth scale: the known step
+    along the last measured direction, a slow creep), held by a tight factor; it is tracked,
+    not lost, and it does not change the step length that carries the scale.
+
     Scale: ``scale_fn`` gives the metres travelled per frame (ground-truth scale, the published
     monocular protocol) as a range factor. Without it the first step has unit length and the
     landmarks carry the scale from there (it drifts: evaluate with Sim(3) alignment; depths,
     e.g. ``vo.min_depth``, are then in units of the first step); without the smoother every
     step has unit length.
 
+    A failure of the smoother (GTSAM's indeterminate system, or a pose that is not finite)
+    never escapes: the smoother restarts at the frame from the last good pose, and the
+    restart is counted in ``resets``.
+
     Args:
         calib: pinhole calibration (baseline ignored).
         cfg: VOConfig (min_inliers, smoother, mono_window, mono_min_parallax,
-            min_track_length, min_depth, pixel_sigma, huber_k).
+            still_parallax, min_track_length, min_depth, pixel_sigma, huber_k).
         scale_fn: ``scale_fn(k)`` -> metres between frame k-1 and frame k (k counts processed
             frames from 0), or None.
     """
@@ -239,6 +273,8 @@ class MonoOdometry:
     ROTATION_SIGMA = np.radians(0.2)  # two-view motion factor: rotation per axis (rad)
     STEP_SIGMA = 0.2                  # ... translation per axis, as a share of the step,
     MIN_STEP_SIGMA = 0.05             # ... and at least this (m; a standing camera)
+    STILL_SIGMA = 0.05                # stationary frame: translation sigma per axis, as a share
+    #                                   of the last measured step (landmarks can still move it)
     LOST_SIGMAS = (np.radians(5.0), 1.0)  # constant-velocity factor after tracking loss
     GATE_PX = 2.0                     # a new landmark reprojects within this in every view
 
@@ -250,9 +286,11 @@ class MonoOdometry:
         self.prev_k, self.prev_T = 0, np.eye(4)   # its frame number and pose then
         self.T = np.eye(4)
         self.velocity = np.eye(4)               # T_prev_cur of the latest frame
-        self.step = 1.0                         # length of the latest step (unit scale)
+        self.direction = np.array([0.0, 0.0, 1.0])  # unit translation of the last measured step
+        self.step = 1.0                         # length of the last measured step (map units)
         self.frames = 0
         self.lost = 0
+        self.stationary = 0                     # frames taken as standing still
         self.resets = 0                         # smoother failures (re-started at the frame)
         self.smoother = None
         self.poses: Dict[int, np.ndarray] = {}  # frame -> T_world_cam, smoothed in the window
@@ -264,7 +302,7 @@ class MonoOdometry:
             self._restart()
 
     def _restart(self) -> None:
-        """A new, empty smoother (at start-up, and after an indeterminate system)."""
+        """A new, empty smoother (at start-up, and after a failure)."""
         from hndesc_ros.vo.smoother import MonoSmoother
         self.smoother = MonoSmoother(self.calib, self.cfg.mono_window, self.cfg.pixel_sigma,
                                      self.cfg.huber_k)
@@ -287,18 +325,31 @@ class MonoOdometry:
 
     def process(self, obs: Observations, defer_mapping: bool = False) -> FrameResult:
         t0 = time.perf_counter()
-        k = self.frames
-        tracked, n_inl, motion, step, T_guess = True, 0, None, None, self.T
+        k, c = self.frames, self.cfg
+        tracked, still, n_inl, motion, step, T_guess = True, False, 0, None, None, self.T
         if k > 0:
             step = self.scale_fn(k) if self.scale_fn else None
+            ref = self.prev_k  # the reference: the last frame with observations
+            # its length: known (ground-truth scale) or the last measured step per frame
+            length = (sum(self.scale_fn(i) for i in range(ref + 1, k + 1)) if self.scale_fn
+                      else self.step * (k - ref))
             T_cp = None
-            if self.prev is not None:  # the reference: the last frame with observations
+            if self.prev is not None:
                 _, i0, i1 = np.intersect1d(self.prev.track_ids, obs.track_ids,
                                            return_indices=True)
-                T_cp, inl = essential_motion(self.prev.uv[i0].astype(np.float64),
-                                             obs.uv[i1].astype(np.float64), self.calib)
-                n_inl = len(inl)
-            if T_cp is None or n_inl < self.cfg.min_inliers:
+                p0, p1 = self.prev.uv[i0].astype(np.float64), obs.uv[i1].astype(np.float64)
+                if len(i0) >= c.min_inliers:
+                    R_cp, parallax = rotation_parallax(p0, p1, self.calib)
+                    still = parallax < c.still_parallax
+                if still:  # the translation is not observable: rotation only
+                    n_inl = len(i0)
+                    length = length if self.scale_fn else 0.0
+                    T_pc = make_T(R_cp.T, self.direction * length)
+                    sigma = max(self.STEP_SIGMA * length, self.STILL_SIGMA * self.step)
+                else:
+                    T_cp, inl = essential_motion(p0, p1, self.calib)
+                    n_inl = len(inl)
+            if not still and (T_cp is None or n_inl < c.min_inliers):
                 tracked = False
                 self.lost += 1
                 LOG.warning('frame %d: mono tracking lost (%d inliers)', obs.index, n_inl)
@@ -306,13 +357,12 @@ class MonoOdometry:
                                                      else step)
                 motion = self._loose(k - 1, self.T, T_guess)
             else:  # the motion since the reference (frames in between were blank or lost)
-                ref = self.prev_k
-                length = (sum(self.scale_fn(i) for i in range(ref + 1, k + 1)) if self.scale_fn
-                          else self.step * (k - ref))
-                T_pc = self._with_length(inv(T_cp), length)
+                if not still:
+                    T_pc = self._with_length(inv(T_cp), length)
+                    sigma = max(self.STEP_SIGMA * length, self.MIN_STEP_SIGMA)
                 T_guess = self.poses.get(ref, self.prev_T) @ T_pc
-                motion = (ref, T_pc, self.ROTATION_SIGMA,
-                          max(self.STEP_SIGMA * length, self.MIN_STEP_SIGMA))
+                motion = (ref, T_pc, self.ROTATION_SIGMA, sigma)
+        self.stationary += still
         t1 = time.perf_counter()
         if self.smoother is None:
             T_prev, T_new = self.T, T_guess
@@ -321,8 +371,15 @@ class MonoOdometry:
             T_prev = self.poses.get(k - 1, self.T)
         if motion is not None:
             self.velocity = inv(T_prev) @ T_new
-            if self.smoother is not None and self.scale_fn is None:
-                self.step = max(float(np.linalg.norm(self.velocity[:3, 3])), 1e-6)
+            if tracked and not still:  # a measured step: its direction and length
+                t = self.velocity[:3, 3]
+                norm = float(np.linalg.norm(t))
+                if norm > 1e-9:
+                    self.direction = t / norm
+                if self.smoother is not None and self.scale_fn is None:
+                    self.step = max(norm, 1e-6)
+                elif self.scale_fn is not None and step is not None and step > 0:
+                    self.step = step
         self.T = T_new
         if len(obs):  # a blank frame keeps the last reference (as the tracker does)
             self.prev, self.prev_k, self.prev_T = obs, k, T_new
@@ -332,12 +389,13 @@ class MonoOdometry:
                            {**obs.timings, 'essential': (t1 - t0) * 1e3,
                             'mapping': (t2 - t1) * 1e3})
 
-    @staticmethod
-    def _with_length(T: np.ndarray, length: float) -> np.ndarray:
-        """A copy of the motion T with its translation scaled to ``length`` (0 if it has none)."""
+    def _with_length(self, T: np.ndarray, length: float) -> np.ndarray:
+        """A copy of the motion T with its translation scaled to ``length`` (along the last
+        measured direction where T has none)."""
         T = T.copy()
         norm = np.linalg.norm(T[:3, 3])
-        T[:3, 3] *= length / norm if norm > 1e-9 else 0.0
+        moved = norm > 1e-3 * self.step  # not just a stationary frame's rounding
+        T[:3, 3] = T[:3, 3] * (length / norm) if moved else self.direction * length
         return T
 
     def _loose(self, f: int, T_f: np.ndarray, T_guess: np.ndarray):
@@ -346,6 +404,20 @@ class MonoOdometry:
         T = inv(T_f) @ T_guess
         return (f, T, self.LOST_SIGMAS[0],
                 max(self.LOST_SIGMAS[1] * float(np.linalg.norm(T[:3, 3])), self.MIN_STEP_SIGMA))
+
+    def _recover(self, k: int, T_guess: np.ndarray, obs: Observations, exc: Exception) -> None:
+        """The smoother failed at frame k: count it, and start a new one at this frame from
+        its guess (the last good pose if the guess is not a rigid transform), with the prior
+        that makes the new window well posed and the current step as its unit of scale."""
+        self.resets += 1
+        LOG.warning('frame %d: mono smoother failed (%s); restarted at this frame',
+                    obs.index, str(exc).splitlines()[0][:100] if str(exc) else type(exc).__name__)
+        T_start = T_guess if is_pose(T_guess) else self.T
+        self._restart()
+        self.smoother.add_frame(k, T_start, None, None, {}, [])
+        self.poses[k] = T_start
+        self.tracks = {t: [(k, p)] for t, p in zip(obs.track_ids.tolist(),
+                                                   obs.uv.astype(np.float64))}
 
     def _smooth(self, k: int, T_guess: np.ndarray, motion, step: Optional[float],
                 obs: Observations) -> np.ndarray:
@@ -392,15 +464,12 @@ class MonoOdometry:
                     new[j] = X
                     rows += [(f, j, q[0], q[1]) for f, q in views]
         try:
-            self.poses.update(sm.add_frame(k, T_guess, motion, step, new, rows))
-        except RuntimeError as e:  # an indeterminate system: start again from this frame
-            self.resets += 1
-            LOG.warning('frame %d: mono smoother restarted (%s)', obs.index, str(e)[:80])
-            self._restart()
-            self.smoother.add_frame(k, T_guess, None, None, {}, [])
-            self.poses[k] = T_guess
-            self.tracks = {t: [(k, p)] for t, p in zip(obs.track_ids.tolist(),
-                                                       obs.uv.astype(np.float64))}
+            poses = sm.add_frame(k, T_guess, motion, step, new, rows)
+            if not all(is_pose(T) for T in poses.values()):
+                raise RuntimeError('a smoothed pose is not a rigid transform')
+            self.poses.update(poses)
+        except (RuntimeError, ValueError, np.linalg.LinAlgError) as exc:
+            self._recover(k, T_guess, obs, exc)
         for f in [f for f in self.poses if f < oldest]:
             del self.poses[f]
         if k % 10 == 0:  # forget what left the window: its landmarks take no more factors

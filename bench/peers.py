@@ -1,0 +1,149 @@
+#!/usr/bin/env python3
+"""hndesc next to ORB-SLAM3 (stereo) on the same frames, on the same cores, in one run.
+
+    pip install pyorbslam3     # ORB-SLAM3's Python bindings: GPL-3.0, a measuring tool only
+    apt-get install -y libgl1 libegl1 libopengl0 libsm6 libice6 libx11-6 libxext6
+    python bench/peers.py [--sequences 06 01] [--extractors residual-small rootsift]
+                          [--runs 3] [--no-paced] [--json FILE]
+
+ORB-SLAM3 runs through ``../shared/tools/orbslam3_peer.py`` in its own process (the median of
+``--runs`` runs: it is multi-threaded and not deterministic); this package is never linked to
+it. Each sequence is measured free-running (frames as fast as each system takes them: the
+wall frames/s) and paced at the camera rate (``times.txt``, as a live camera would feed it;
+ORB-SLAM3's local mapping then gets the time between frames). hndesc's inline mapping is
+deterministic, so its paced ATE is its free-running one; paced, the table gives how many
+frames it finished within one frame interval of their arrival. Every speed is also a ratio to
+ORB-SLAM3's in the same run; the load average before each job goes with it.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from hndesc_ros.config import load_config  # noqa: E402
+from hndesc_ros.datasets.kitti import KittiSequence  # noqa: E402
+from hndesc_ros.runner import run_sequence  # noqa: E402
+
+SHARED = Path(__file__).resolve().parent.parent.parent / 'shared'
+PEER = SHARED / 'tools' / 'orbslam3_peer.py'
+
+
+def orbslam3(seq_dir: Path, poses: Path, runs: int, paced: bool, out: Path) -> dict:
+    """The peer tool's summary (medians over runs)."""
+    cmd = [sys.executable, str(PEER), '--sequence', str(seq_dir), '--poses', str(poses),
+           '--runs', str(runs), '--out', str(out)] + (['--realtime'] if paced else [])
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ['no output']
+        raise SystemExit(f'bench/peers.py: ORB-SLAM3 failed on {seq_dir.name}: {tail[0]} '
+                         '(pip install pyorbslam3, and the apt packages in this docstring)')
+    return json.loads((out / 'summary.json').read_text())
+
+
+class Paced:
+    """Frames of a sequence released at their timestamps (a live camera); records when each
+    was released so that the caller can tell how late its result came."""
+
+    def __init__(self, seq):
+        self.seq, self.released = seq, []
+
+    def __len__(self):
+        return len(self.seq)
+
+    def frame(self, k):
+        if k == 0:
+            self.t0 = time.perf_counter() - self.seq.times[0]
+        wait = self.t0 + self.seq.times[k] - time.perf_counter()
+        if wait > 0:
+            time.sleep(wait)
+        self.released.append(time.perf_counter())
+        return self.seq.frame(k)
+
+    def __getattr__(self, name):
+        return getattr(self.seq, name)
+
+
+def hndesc(seq_dir: Path, extractor: str, paced: bool) -> dict:
+    cfg = load_config(None, {'features.extractor': extractor})
+    seq = KittiSequence(seq_dir)
+    if not paced:
+        return run_sequence(seq, cfg)['metrics']
+    src = Paced(seq)
+    done = []
+    run = run_sequence(src, cfg, on_result=lambda r: done.append(time.perf_counter()))
+    dt = float(np.median(np.diff(seq.times)))
+    # pipelined: frame k+1 is read while k is tracked; frame k's result is due before k+2
+    late = np.array(done) - np.array(src.released[:len(done)])
+    m = run['metrics']
+    m['paced_on_time'] = int((late <= dt).sum())
+    m['paced_latency_ms_median'] = float(np.median(late) * 1e3)
+    return m
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap.add_argument('--sequences', nargs='+', default=['06', '01'])
+    ap.add_argument('--extractors', nargs='+', default=['residual-small', 'rootsift'])
+    ap.add_argument('--runs', type=int, default=3, help='ORB-SLAM3 runs per setting (median)')
+    ap.add_argument('--no-paced', action='store_true', help='free-running only')
+    ap.add_argument('--json', help='write every figure here')
+    args = ap.parse_args()
+    if not PEER.is_file():
+        print(f'bench/peers.py: {PEER} not found (the shared tools folder)', file=sys.stderr)
+        return 2
+    rows = []
+    with tempfile.TemporaryDirectory(prefix='hndesc-peers-') as tmp:
+        for name in args.sequences:
+            seq_dir = SHARED / 'data' / 'kitti' / 'sequences' / name
+            poses = SHARED / 'data' / 'kitti' / 'poses' / f'{name}.txt'
+            for paced in ([False] if args.no_paced else [False, True]):
+                mode = 'paced' if paced else 'free'
+                load = os.getloadavg()[0]
+                peer = orbslam3(seq_dir, poses, args.runs, paced, Path(tmp) / f'{name}_{mode}')
+                rows.append({'sequence': name, 'mode': mode, 'system': 'ORB-SLAM3',
+                             'ate_m': peer['ate_rmse_m'], 'fps': peer['wall_fps'],
+                             'lost': peer['lost'], 'load': load})
+                ref = rows[-1]
+                print(f"{name} {mode:<5} ORB-SLAM3 (median of {args.runs}) ATE "
+                      f"{ref['ate_m']:.3f} m, {ref['fps']:.1f} frames/s (load {load:.1f})",
+                      flush=True)
+                for ex in args.extractors:
+                    load = os.getloadavg()[0]
+                    m = hndesc(seq_dir, ex, paced)
+                    row = {'sequence': name, 'mode': mode, 'system': f'hndesc {ex}',
+                           'ate_m': m['ate_rmse_m'], 'fps': m['wall_fps'],
+                           'lost': m['tracking_lost'], 'load': load,
+                           'ate_ratio': m['ate_rmse_m'] / ref['ate_m'],
+                           'fps_ratio': m['wall_fps'] / ref['fps'],
+                           'obs_per_map_point': m.get('obs_per_landmark')}
+                    if paced:
+                        row['on_time'] = m['paced_on_time']
+                        row['latency_ms'] = m['paced_latency_ms_median']
+                    rows.append(row)
+                    extra = (f", {row['on_time']}/{m['frames']} on time, median latency "
+                             f"{row['latency_ms']:.0f} ms" if paced else '')
+                    print(f"{name} {mode:<5} hndesc {ex:<15} ATE {row['ate_m']:.3f} m "
+                          f"({row['ate_ratio']:.2f}x), {row['fps']:.1f} frames/s "
+                          f"({row['fps_ratio']:.2f}x){extra} (load {load:.1f})", flush=True)
+    print('\n| sequence | mode | system | ATE (m) | ATE / ORB-SLAM3 | frames/s | '
+          'frames/s / ORB-SLAM3 | load |')
+    print('|---|---|---|---|---|---|---|---|')
+    for r in rows:
+        print(f"| {r['sequence']} | {r['mode']} | {r['system']} | {r['ate_m']:.3f} | "
+              f"{r.get('ate_ratio', 1.0):.2f} | {r['fps']:.1f} | {r.get('fps_ratio', 1.0):.2f} | "
+              f"{r['load']:.1f} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""Variants of a real KITTI-layout sequence, written as a new KITTI-layout sequence: the frames
+in another order (a stop: one frame repeated; ping-pong: forwards then backwards), with fresh
+sensor noise on every repeated frame, and the ground truth that goes with that order.
+
+The written folder is a plain KITTI sequence (``sequences/NAME/image_0|1``, ``calib.txt``,
+``times.txt`` at the source's frame interval, ``poses/NAME.txt``), so ``hndesc-vo kitti``,
+``bench/`` and other programs (ORB-SLAM3's peer tool) read it as they read the source.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import cv2
+import numpy as np
+
+from hndesc_ros.datasets.kitti import KITTI_DT, KittiSequence
+from hndesc_ros.datasets.poses import write_kitti
+from hndesc_ros.errors import HndescError
+
+
+def stop_order(count: int, at: int, length: int) -> List[int]:
+    """Frames 0..count-1 with frame ``at`` shown ``length`` more times (the camera stands
+    still there), e.g. ``stop_order(5, 2, 2) == [0, 1, 2, 2, 2, 3, 4]``."""
+    if not 0 <= at < count or length < 0:
+        raise HndescError(f'a stop at frame {at} of {count} frames, {length} long, is out of '
+                          'range')
+    return list(range(at + 1)) + [at] * length + list(range(at + 1, count))
+
+
+def ping_pong_order(count: int) -> List[int]:
+    """Frames 0..count-1 and back to 0 (the turning frame once): a drive that reverses."""
+    return list(range(count)) + list(range(count - 2, -1, -1))
+
+
+def add_sensor_noise(image: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """(H, W[, C]) uint8 image plus Gaussian noise of ``sigma`` grey levels, rounded, clipped."""
+    noisy = image.astype(np.float32) + rng.normal(0.0, sigma, image.shape).astype(np.float32)
+    return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
+
+
+def write_variant(seq_dir: str | Path, out_dir: str | Path, order: Sequence[int],
+                  name: Optional[str] = None, noise_sigma: float = 2.0, seed: int = 0,
+                  poses: Optional[str | Path] = None) -> Path:
+    """Write the frames ``order`` of a KITTI sequence as a new KITTI sequence.
+
+    A frame's first appearance is copied byte for byte; every later appearance (a stop, the
+    way back of a ping-pong) gets fresh sensor noise (``noise_sigma`` grey levels, drawn
+    independently for each image), so that no two frames are identical. Timestamps advance
+    at the source's median interval (10 Hz without ``times.txt``).
+
+    Args:
+        seq_dir: source ``.../sequences/NN`` (left images, right ones where present).
+        out_dir: root of the new dataset; ``out_dir/sequences/NAME`` and
+            ``out_dir/poses/NAME.txt`` (when the source has ground truth) are written.
+        order: source frame numbers (0-based, within the source's images), in output order.
+        name: sequence name (default: the source's).
+        noise_sigma: sensor noise on repeated frames, grey levels.
+        seed: of the noise.
+        poses: the source's ground truth (default: ``seq_dir/../../poses/NN.txt``).
+    Returns:
+        The new sequence folder.
+    """
+    src = KittiSequence(seq_dir, poses=poses)
+    if not len(order) or min(order) < 0 or max(order) >= len(src):
+        raise HndescError(f'frame order out of range: the source has {len(src)} frames')
+    name = name or src.dir.name
+    out = Path(out_dir) / 'sequences' / name
+    sides = [src.left_dir] + ([] if src.mono else [src.right_dir])
+    for side in sides:
+        (out / side.name).mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src.dir / 'calib.txt', out / 'calib.txt')
+    rng = np.random.default_rng(seed)
+    seen = set()
+    for k, i in enumerate(order):
+        dst = f'{k:06d}.png'
+        if i not in seen:
+            for side in sides:
+                shutil.copyfile(side / src.names[i], out / side.name / dst)
+            seen.add(i)
+            continue
+        for side in sides:  # each camera's own sensor noise
+            image = cv2.imread(str(side / src.names[i]), cv2.IMREAD_UNCHANGED)
+            cv2.imwrite(str(out / side.name / dst), add_sensor_noise(image, noise_sigma, rng))
+    dt = float(np.median(np.diff(src.times))) if len(src) > 1 else KITTI_DT
+    np.savetxt(out / 'times.txt', np.arange(len(order)) * dt, fmt='%.6e')
+    if src.gt is not None:
+        (Path(out_dir) / 'poses').mkdir(parents=True, exist_ok=True)
+        write_kitti(Path(out_dir) / 'poses' / f'{name}.txt', src.gt[list(order)])
+    return out
