@@ -39,6 +39,7 @@ CASES = [
 
 
 def same_frames_ate(poses, gt, order) -> float:
+    """ATE of the first appearance of each source frame (the frames without the stop)."""
     first = [order.index(i) for i in sorted(set(order))]
     return tj.evaluate(poses[first], gt[first])['ate_rmse_m']
 

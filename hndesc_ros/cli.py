@@ -14,8 +14,8 @@ from typing import List, Optional
 
 import numpy as np
 
-from hndesc_ros.config import (ALIGNMENTS, BACKENDS, EXTRACTORS, KEYPOINTS, TRAJECTORY_FORMATS,
-                               Config, load_config, parse_overrides)
+from hndesc_ros.config import (ALIGNMENTS, BACKENDS, EXTRACTORS, KEYPOINTS, LIGHT_CHANGES,
+                               TRAJECTORY_FORMATS, Config, load_config, parse_overrides)
 from hndesc_ros.errors import ConfigError, HndescError
 
 LOG = logging.getLogger('hndesc-vo')
@@ -141,23 +141,26 @@ def cmd_kitti(args) -> int:
 
 
 def cmd_variant(args) -> int:
+    """Write a variant of a KITTI sequence (stops, ping-pong, light) as a new sequence."""
     from hndesc_ros.datasets.kitti import KittiSequence
     from hndesc_ros.datasets.variants import ping_pong_order, write_variant
     count = len(KittiSequence(args.sequence))
     order = list(range(count))
     if args.ping_pong:
         order = ping_pong_order(count)
-    for stop in reversed(sorted(args.stop)):  # later stops first: earlier frame numbers hold
+    for stop in args.stop:
         try:
             at, length = (int(v) for v in stop.split(':'))
         except ValueError:
             raise HndescError(f'--stop {stop}: expected FRAME:LENGTH, e.g. 100:40') from None
+        if length < 0:
+            raise HndescError(f'--stop {stop}: the length must be >= 0')
         pos = order.index(at) if at in order else -1
         if pos < 0:
             raise HndescError(f'--stop {stop}: frame {at} is not in the sequence (0..{count - 1})')
         order[pos + 1:pos + 1] = [at] * length
     seq_dir = write_variant(args.sequence, args.out, order, noise_sigma=args.noise, seed=args.seed,
-                            poses=args.poses)
+                            poses=args.poses, light=args.light)
     print(f'{len(order)} frames ({count} source frames) -> {seq_dir}')
     return 0
 
@@ -273,14 +276,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_feature_args(s)
     s.set_defaults(func=cmd_kitti)
 
-    s = sub.add_parser('variant', help='a KITTI sequence with stops or reversed, as a new '
-                       'KITTI sequence (repeated frames get fresh sensor noise; GT follows)')
+    s = sub.add_parser('variant', help='a KITTI sequence with stops, reversed or in other '
+                       'light, as a new KITTI sequence (repeated frames get fresh sensor noise; '
+                       'the GT follows)')
     s.add_argument('--sequence', required=True, help='.../sequences/NN')
     s.add_argument('--out', required=True, help='root of the new dataset (sequences/NN, poses/)')
     s.add_argument('--poses', help='ground truth (default ../../poses/NN.txt)')
     s.add_argument('--stop', action='append', default=[], metavar='FRAME:LENGTH',
                    help='stand still at FRAME for LENGTH more frames (repeatable)')
     s.add_argument('--ping-pong', action='store_true', help='forwards, then back to frame 0')
+    s.add_argument('--light', choices=LIGHT_CHANGES, help='change the light of every pair: '
+                   'flicker (gain U(0.45, 1.6) a frame), dark (gamma 1.6, gain 0.18, noise 3), '
+                   'steps (gain 0.35 on every other 5 frames), blur (motion, 0.6 %% of the width)')
     s.add_argument('--noise', type=float, default=2.0, help='sensor noise on repeated frames '
                    '(grey levels, default 2)')
     s.add_argument('--seed', type=int, default=0)

@@ -186,3 +186,23 @@ def test_backend_node_counts_and_survives_a_smoother_failure(
         h.close()
     assert status[-1]['smoother_resets'] == 1 and not status[-1]['dropped'], status[-1]
     assert np.all(np.isfinite(node.odometry.T if mono else node.odometry.motion.T))
+
+
+def test_mono_unit_scale_start_at_rest_and_a_blank_frame_in_a_stop_hold_the_pose():
+    """No GT scale, 0.3 px noise (synthetic: exact truth): the camera stands for 6 frames,
+    moves, stands again for 8 frames with a blank one among them, and moves on. The standing
+    frames and the blank one stay where the camera stands (before the fixes: the unit-scale
+    gauge was spent on a standing frame and dragged it about 1 unit along the diagonal, and
+    the blank frame jumped a whole step), and the trajectory is the truth in units of the
+    first moving step (within 5 % of the path)."""
+    pts, moving = scene(24, 6)
+    poses = np.concatenate([np.repeat(moving[:1], 6, axis=0), moving[:12],
+                            np.repeat(moving[11:12], 8, axis=0), moving[12:]])
+    est, odo, out = mono_run(pts, poses, VOConfig(mono=True), 0.3, seed=1, gt_scale=False,
+                             blank={21})
+    assert odo.resets == 0 and odo.lost == 1 and odo.stationary >= 12
+    for a, b in ((0, 5), (17, 25)):
+        assert np.abs(est[a:b + 1, :3, 3] - est[a, :3, 3]).max() < 0.02, (a, b)
+    unit = np.linalg.norm(moving[1, :3, 3] - moving[0, :3, 3])
+    err = np.linalg.norm(est[:, :3, 3] * unit - poses[:, :3, 3], axis=1)
+    assert err.max() < 0.05 * np.linalg.norm(moving[-1, :3, 3]), err.max()

@@ -1,6 +1,8 @@
 """Variants of a real KITTI-layout sequence, written as a new KITTI-layout sequence: the frames
 in another order (a stop: one frame repeated; ping-pong: forwards then backwards), with fresh
-sensor noise on every repeated frame, and the ground truth that goes with that order.
+sensor noise on every repeated frame, and the ground truth that goes with that order; or with
+the light changed (:data:`LIGHT_CHANGES`: the same change for both images of a pair, as one
+shutter would see it).
 
 The written folder is a plain KITTI sequence (``sequences/NAME/image_0|1``, ``calib.txt``,
 ``times.txt`` at the source's frame interval, ``poses/NAME.txt``), so ``hndesc-vo kitti``,
@@ -15,6 +17,7 @@ from typing import List, Optional, Sequence
 import cv2
 import numpy as np
 
+from hndesc_ros.config import LIGHT_CHANGES
 from hndesc_ros.datasets.kitti import KITTI_DT, KittiSequence
 from hndesc_ros.datasets.poses import write_kitti
 from hndesc_ros.errors import HndescError
@@ -40,9 +43,44 @@ def add_sensor_noise(image: np.ndarray, sigma: float, rng: np.random.Generator) 
     return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
 
 
+#: Photometric changes of a whole pair (``light`` of :func:`write_variant`):
+#: ``flicker`` a gain drawn from U(0.45, 1.6) every frame; ``dark`` gamma 1.6, gain 0.18 and
+#: sensor noise of 3 grey levels (dusk, a tunnel); ``steps`` a gain of 0.35 on every other
+#: block of 5 frames (auto-exposure hunting); ``blur`` a horizontal motion blur over 0.6 % of
+#: the image width. (The names: :data:`hndesc_ros.config.LIGHT_CHANGES`.)
+
+
+def light_params(kind: str, k: int, rng: np.random.Generator) -> dict:
+    """The change of output frame k (one draw per frame, shared by its left and right
+    image)."""
+    if kind == 'flicker':
+        return {'gain': float(rng.uniform(0.45, 1.6))}
+    if kind == 'dark':
+        return {'gain': 0.18, 'gamma': 1.6, 'noise': 3.0}
+    if kind == 'steps':
+        return {'gain': 0.35 if (k // 5) % 2 else 1.0}
+    if kind == 'blur':
+        return {'blur': 0.006}
+    raise HndescError(f'unknown light change {kind!r} (one of {", ".join(LIGHT_CHANGES)})')
+
+
+def change_light(image: np.ndarray, params: dict, rng: np.random.Generator) -> np.ndarray:
+    """(H, W[, C]) uint8 image under the change ``params`` (:func:`light_params`): gamma, then
+    gain, then a horizontal motion blur (a length relative to the width), then sensor noise;
+    rounded and clipped to uint8."""
+    x = image.astype(np.float32) / 255.0
+    x = 255.0 * params.get('gain', 1.0) * x ** params.get('gamma', 1.0)
+    if params.get('blur'):
+        n = max(3, int(round(params['blur'] * image.shape[1])) | 1)
+        x = cv2.blur(x, (n, 1))
+    if params.get('noise'):
+        x = x + rng.normal(0.0, params['noise'], x.shape).astype(np.float32)
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
 def write_variant(seq_dir: str | Path, out_dir: str | Path, order: Sequence[int],
                   name: Optional[str] = None, noise_sigma: float = 2.0, seed: int = 0,
-                  poses: Optional[str | Path] = None) -> Path:
+                  poses: Optional[str | Path] = None, light: Optional[str] = None) -> Path:
     """Write the frames ``order`` of a KITTI sequence as a new KITTI sequence.
 
     A frame's first appearance is copied byte for byte; every later appearance (a stop, the
@@ -59,6 +97,7 @@ def write_variant(seq_dir: str | Path, out_dir: str | Path, order: Sequence[int]
         noise_sigma: sensor noise on repeated frames, grey levels.
         seed: of the noise.
         poses: the source's ground truth (default: ``seq_dir/../../poses/NN.txt``).
+        light: one of :data:`LIGHT_CHANGES` applied to every frame, or None.
     Returns:
         The new sequence folder.
     """
@@ -70,19 +109,29 @@ def write_variant(seq_dir: str | Path, out_dir: str | Path, order: Sequence[int]
     sides = [src.left_dir] + ([] if src.mono else [src.right_dir])
     for side in sides:
         (out / side.name).mkdir(parents=True, exist_ok=True)
+        for old in (out / side.name).glob('*.png'):  # of an earlier, longer variant
+            old.unlink()
     shutil.copyfile(src.dir / 'calib.txt', out / 'calib.txt')
+    if light is not None:
+        light_params(light, 0, np.random.default_rng(0))  # an unknown name fails here
     rng = np.random.default_rng(seed)
     seen = set()
     for k, i in enumerate(order):
         dst = f'{k:06d}.png'
-        if i not in seen:
+        repeat = i in seen
+        seen.add(i)
+        if not repeat and light is None:
             for side in sides:
                 shutil.copyfile(side / src.names[i], out / side.name / dst)
-            seen.add(i)
             continue
+        params = light_params(light, k, rng) if light else None
         for side in sides:  # each camera's own sensor noise
             image = cv2.imread(str(side / src.names[i]), cv2.IMREAD_UNCHANGED)
-            cv2.imwrite(str(out / side.name / dst), add_sensor_noise(image, noise_sigma, rng))
+            if params is not None:
+                image = change_light(image, params, rng)
+            if repeat:
+                image = add_sensor_noise(image, noise_sigma, rng)
+            cv2.imwrite(str(out / side.name / dst), image)
     dt = float(np.median(np.diff(src.times))) if len(src) > 1 else KITTI_DT
     np.savetxt(out / 'times.txt', np.arange(len(order)) * dt, fmt='%.6e')
     if src.gt is not None:

@@ -132,9 +132,11 @@ class Mapper:
             T_opt = sm.add_keyframe(k, kf.T_world_cam, new_lms, factors, prior_sigma=prior)
             if not is_pose(T_opt):
                 raise RuntimeError('the optimised pose is not a rigid transform')
+            self._forget()
+            est = self.smoother.landmarks(self.segment.values())
             self.last_pose = T_opt
-        except (RuntimeError, ValueError, np.linalg.LinAlgError) as exc:
-            # GTSAM's numerical failure (an indeterminate system): a new window starts at this
+        except Exception as exc:  # nothing may escape (GTSAM raises RuntimeError)
+            # a numerical failure (an indeterminate system): a new window starts at this
             # keyframe from its tracked pose (the last optimised one if that is not a pose),
             # fixed by the first-pose prior, so it is well posed
             LOG.warning('keyframe %d: smoother failed (%s); restarting the window', k,
@@ -144,9 +146,7 @@ class Mapper:
             self.kf = 0
             self.smoother.add_keyframe(0, T_opt, {}, [], prior_sigma=None)
             self.resets += 1
-            reset = True
-        self._forget()
-        est = self.smoother.landmarks(self.segment.values())
+            reset, est = True, {}
         refined = [(t, est[lm]) for t, lm in self.segment.items() if lm in est]
         return MapUpdate(kf.index, T_opt, np.array([t for t, _ in refined], np.int64),
                          np.array([p for _, p in refined], float).reshape(-1, 3), reset)

@@ -20,7 +20,8 @@ from hndesc_ros.errors import CalibrationError
 from hndesc_ros.se3 import inv, is_pose, make_T, rotation_angle, transform_points
 from hndesc_ros.types import FrameResult, Observations, StereoCalib
 from hndesc_ros.vo.geometry import (ConstantVelocity, essential_motion, pnp_from_prediction,
-                                    ray_parallax_deg, rotation_parallax, stereo_depth_ok,
+                                    epipolar_distance_deg, ray_parallax_deg,
+                                    rotation_parallax, stereo_depth_ok,
                                     triangulate_stereo, triangulate_track)
 from hndesc_ros.vo.mapper import Keyframe, MapUpdate, make_mapper
 
@@ -259,8 +260,8 @@ class MonoOdometry:
     step has unit length.
 
     A failure of the smoother (GTSAM's indeterminate system, or a pose that is not finite)
-    never escapes: the smoother restarts at the frame from the last good pose, and the
-    restart is counted in ``resets``.
+    never escapes: the smoother restarts at the frame from its guess (the last pose if the
+    guess is not a rigid transform), and the restart is counted in ``resets``.
 
     Args:
         calib: pinhole calibration (baseline ignored).
@@ -277,6 +278,8 @@ class MonoOdometry:
     #                                   of the last measured step (landmarks can still move it)
     LOST_SIGMAS = (np.radians(5.0), 1.0)  # constant-velocity factor after tracking loss
     GATE_PX = 2.0                     # a new landmark reprojects within this in every view
+    AMBIGUOUS = 5.0                   # x vo.still_parallax: below, noise may explain a motion
+    NOISE_RATIO = 3.0                 # ... if a pure rotation leaves < this x E's residual
 
     def __init__(self, calib: StereoCalib, cfg: Optional[VOConfig] = None,
                  scale_fn: Optional[Callable[[int], float]] = None):
@@ -291,7 +294,9 @@ class MonoOdometry:
         self.frames = 0
         self.lost = 0
         self.stationary = 0                     # frames taken as standing still
+        self.standing = False                   # the latest tracked frame stood still
         self.resets = 0                         # smoother failures (re-started at the frame)
+        self._restarted = False                 # the smoother restarted at this frame
         self.smoother = None
         self.poses: Dict[int, np.ndarray] = {}  # frame -> T_world_cam, smoothed in the window
         self.tracks: Dict[int, list] = {}       # track id -> [(frame, (2,) uv)] in the window
@@ -341,20 +346,24 @@ class MonoOdometry:
                 if len(i0) >= c.min_inliers:
                     R_cp, parallax = rotation_parallax(p0, p1, self.calib)
                     still = parallax < c.still_parallax
+                if not still:
+                    T_cp, inl = essential_motion(p0, p1, self.calib)
+                    n_inl = len(inl)
+                    still = len(i0) >= c.min_inliers and self._unobservable(
+                        parallax, T_cp, inl, p0, p1)
                 if still:  # the translation is not observable: rotation only
                     n_inl = len(i0)
                     length = length if self.scale_fn else 0.0
                     T_pc = make_T(R_cp.T, self.direction * length)
                     sigma = max(self.STEP_SIGMA * length, self.STILL_SIGMA * self.step)
-                else:
-                    T_cp, inl = essential_motion(p0, p1, self.calib)
-                    n_inl = len(inl)
             if not still and (T_cp is None or n_inl < c.min_inliers):
                 tracked = False
                 self.lost += 1
                 LOG.warning('frame %d: mono tracking lost (%d inliers)', obs.index, n_inl)
-                T_guess = self.T @ self._with_length(self.velocity, self.step if step is None
-                                                     else step)
+                # constant velocity; a lost frame in a stop stays (unless GT says it moved)
+                guess_length = step if step is not None else (0.0 if self.standing
+                                                              else self.step)
+                T_guess = self.T @ self._with_length(self.velocity, guess_length)
                 motion = self._loose(k - 1, self.T, T_guess)
             else:  # the motion since the reference (frames in between were blank or lost)
                 if not still:
@@ -363,6 +372,8 @@ class MonoOdometry:
                 T_guess = self.poses.get(ref, self.prev_T) @ T_pc
                 motion = (ref, T_pc, self.ROTATION_SIGMA, sigma)
         self.stationary += still
+        if tracked:
+            self.standing = still
         t1 = time.perf_counter()
         if self.smoother is None:
             T_prev, T_new = self.T, T_guess
@@ -371,15 +382,16 @@ class MonoOdometry:
             T_prev = self.poses.get(k - 1, self.T)
         if motion is not None:
             self.velocity = inv(T_prev) @ T_new
-            if tracked and not still:  # a measured step: its direction and length
+            if tracked and not still and not self._restarted:  # a measured step
                 t = self.velocity[:3, 3]
                 norm = float(np.linalg.norm(t))
-                if norm > 1e-9:
+                if norm > 0.1 * self.step:  # a real step, not a near-stop's noise
                     self.direction = t / norm
                 if self.smoother is not None and self.scale_fn is None:
                     self.step = max(norm, 1e-6)
                 elif self.scale_fn is not None and step is not None and step > 0:
                     self.step = step
+        self._restarted = False
         self.T = T_new
         if len(obs):  # a blank frame keeps the last reference (as the tracker does)
             self.prev, self.prev_k, self.prev_T = obs, k, T_new
@@ -388,6 +400,20 @@ class MonoOdometry:
         return FrameResult(obs.index, obs.stamp, self.T.copy(), tracked, True, n_inl, len(obs),
                            {**obs.timings, 'essential': (t1 - t0) * 1e3,
                             'mapping': (t2 - t1) * 1e3})
+
+    def _unobservable(self, parallax: float, T_cp: Optional[np.ndarray], inl: np.ndarray,
+                      p0: np.ndarray, p1: np.ndarray) -> bool:
+        """A small parallax (below ``AMBIGUOUS`` x ``vo.still_parallax``) that the keypoints'
+        own noise could explain: the essential matrix failed on it (or kept under a quarter of
+        the matches), or explains the matches barely better than a pure rotation (parallax
+        below ``NOISE_RATIO`` x its median epipolar distance over all matches). Noisier
+        keypoints (a low-resolution or vibrating camera) thus stand still at a larger parallax
+        than ``vo.still_parallax``."""
+        if parallax >= self.AMBIGUOUS * self.cfg.still_parallax:
+            return False
+        if T_cp is None or len(inl) < max(self.cfg.min_inliers, 0.25 * len(p0)):
+            return True
+        return parallax < self.NOISE_RATIO * epipolar_distance_deg(T_cp, p0, p1, self.calib)
 
     def _with_length(self, T: np.ndarray, length: float) -> np.ndarray:
         """A copy of the motion T with its translation scaled to ``length`` (along the last
@@ -410,6 +436,7 @@ class MonoOdometry:
         its guess (the last good pose if the guess is not a rigid transform), with the prior
         that makes the new window well posed and the current step as its unit of scale."""
         self.resets += 1
+        self._restarted = True  # this frame's pose says nothing about the step
         LOG.warning('frame %d: mono smoother failed (%s); restarted at this frame',
                     obs.index, str(exc).splitlines()[0][:100] if str(exc) else type(exc).__name__)
         T_start = T_guess if is_pose(T_guess) else self.T
@@ -429,7 +456,9 @@ class MonoOdometry:
         else:
             if motion[0] not in self.poses or motion[0] < oldest:  # reference gone
                 motion = self._loose(k - 1, self.poses[k - 1], T_guess)
-            if step is None and self.scale_fn is None and self.needs_gauge:
+            moved = np.linalg.norm(T_guess[:3, 3] - self.poses[sm.latest][:3, 3])
+            if (step is None and self.scale_fn is None and self.needs_gauge
+                    and moved > sm.MIN_RANGE):  # not on a standing frame: its length is 0
                 step = self.step              # the monocular gauge: this step sets the unit
                 self.needs_gauge = False
         self.poses[k] = T_guess
@@ -468,7 +497,7 @@ class MonoOdometry:
             if not all(is_pose(T) for T in poses.values()):
                 raise RuntimeError('a smoothed pose is not a rigid transform')
             self.poses.update(poses)
-        except (RuntimeError, ValueError, np.linalg.LinAlgError) as exc:
+        except Exception as exc:  # GTSAM raises RuntimeError; nothing may escape
             self._recover(k, T_guess, obs, exc)
         for f in [f for f in self.poses if f < oldest]:
             del self.poses[f]
