@@ -38,12 +38,6 @@ CASES = [
 ]
 
 
-def same_frames_ate(poses, gt, order) -> float:
-    """ATE of the first appearance of each source frame (the frames without the stop)."""
-    first = [order.index(i) for i in sorted(set(order))]
-    return tj.evaluate(poses[first], gt[first])['ate_rmse_m']
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('--extractor', default='residual-small')
@@ -61,7 +55,7 @@ def main() -> int:
             seq_dir = write_variant(src, Path(tmp) / str(i), order, seed=args.seed)
             run = run_sequence(KittiSequence(seq_dir, mono=mono), cfg, mono=mono, gt_scale=mono)
             m, c = run['metrics'], clean[(name, mono)]
-            same = same_frames_ate(run['poses'], run['gt'], order)
+            same = tj.first_appearance_ate(run['poses'], run['gt'], order)
             rows.append({'sequence': name, 'mode': 'mono GT scale' if mono else 'stereo',
                          'variant': label, 'frames': m['frames'], 'lost': m['tracking_lost'],
                          'standing': m['stationary_frames'], 'resets': m['smoother_resets'],

@@ -25,6 +25,7 @@ TRAJECTORY_FORMATS = ('kitti', 'tum')   # trajectory files (hndesc_ros.datasets.
 ALIGNMENTS = ('se3', 'sim3', 'none')    # trajectory alignment (hndesc_ros.eval.trajectory)
 BAG_STORAGES = ('mcap', 'sqlite3')      # ROS 2 bag storage plugins (hndesc_ros.datasets.bags)
 LIGHT_CHANGES = ('flicker', 'dark', 'steps', 'blur')  # hndesc_ros.datasets.variants
+LIGHT_NORMALISATIONS = ('none', 'stretch', 'clahe')  # features.light (features/image.py)
 
 
 @dataclass
@@ -50,6 +51,7 @@ class FeatureConfig:
     sift_upsample: bool = False        # SIFT's 2x-upsampled first octave (4x the cost)
     parallel: bool = True              # SIFT || network, and left || right, in two threads
     network_scale: float = 0.4         # network input scale (learned keypoints: at least 0.75)
+    light: str = 'none'                # none | stretch (global levels) | clahe, before all
 
     def at_full_resolution(self) -> 'FeatureConfig':
         """This config with OpenCV's standard SIFT (2x-upsampled first octave) and the network
@@ -143,6 +145,7 @@ _CHOICES = {
     'features.extractor': EXTRACTORS,
     'features.backend': BACKENDS,
     'features.keypoints': KEYPOINTS,
+    'features.light': LIGHT_NORMALISATIONS,
 }
 _POSITIVE = {
     'features.max_keypoints', 'features.num_threads', 'vo.pnp_iterations', 'vo.window_size',

@@ -15,7 +15,7 @@ from hndesc_ros.datasets.kitti import KittiSequence
 from hndesc_ros.datasets.poses import read_trajectory
 from hndesc_ros.datasets.variants import ping_pong_order, stop_order, write_variant
 from hndesc_ros.errors import HndescError
-from hndesc_ros.eval.trajectory import evaluate
+from hndesc_ros.eval.trajectory import first_appearance_ate
 from hndesc_ros.runner import run_sequence
 from hndesc_ros.vo.smoother import MonoSmoother, StereoSmoother
 from test_ros_faults import Harness, info_msg, ros  # noqa: F401 (fixture)
@@ -38,14 +38,6 @@ def test_variant_repeats_frames_with_fresh_noise_and_holds_the_ground_truth(tmp_
         diff = fr.left.astype(float) - first.left
         assert 1.0 < diff.std() < 3.0 and abs(diff.mean()) < 0.5
     assert not np.array_equal(again.left, third.left)
-
-
-def same_frames_ate(poses, gt, order):
-    """ATE (SE(3)) of a variant's run on the first appearance of each source frame: the
-    trajectory of the frames without the stop, which the repeats must not have harmed (the
-    ATE of the whole run weighs the standing position once per repeat)."""
-    first = [order.index(i) for i in sorted(set(order))]
-    return evaluate(poses[first], gt[first])['ate_rmse_m']
 
 
 def test_mono_through_a_start_from_rest_and_a_stop_on_kitti00(tmp_path):
@@ -73,7 +65,7 @@ def test_mono_through_a_start_from_rest_and_a_stop_on_kitti00(tmp_path):
     clean = run_sequence(KittiSequence(src, count=120, mono=True), load_config(), mono=True,
                          gt_scale=True)['metrics']
     assert clean['tracking_lost'] == 0 and clean['stationary_frames'] == 0
-    ate = same_frames_ate(poses, gt, order)
+    ate = first_appearance_ate(poses, gt, order)
     assert ate <= 1.1 * clean['ate_rmse_m'], (ate, clean['ate_rmse_m'])
 
 
@@ -92,7 +84,7 @@ def test_stereo_through_a_stop_on_kitti06(tmp_path, kitti06):
     assert not any(r.keyframe for r in run['results'][27:56]) and stop['stationary_frames'] > 20
     assert np.abs(run['poses'][25:56, :3, 3] - run['poses'][25, :3, 3]).max() < 0.01
     assert stop['ate_rmse_m'] <= 1.1 * clean['ate_rmse_m'], (stop, clean)
-    assert same_frames_ate(run['poses'], run['gt'], order) <= 1.15 * clean['ate_rmse_m']
+    assert first_appearance_ate(run['poses'], run['gt'], order) <= 1.15 * clean['ate_rmse_m']
 
 
 # --------------------------------------------------------------------------- injected failures

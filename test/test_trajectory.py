@@ -81,3 +81,16 @@ def test_file_formats_roundtrip(tmp_path):
     s, b = poses_io.read_trajectory(tmp_path / 'b.txt', 'tum')
     assert np.allclose(a, poses, atol=1e-6) and np.allclose(b, poses, atol=1e-6)
     assert np.allclose(s, stamps)
+
+
+def test_first_appearance_ate_ignores_the_repeats():
+    """Synthetic (exact truth): a run whose repeated frame (order [0, 1, 1, 2, 3]) is off by
+    1 m has a first-appearance ATE of 0, while the whole run's ATE counts it."""
+    from hndesc_ros.eval.trajectory import ate, first_appearance_ate
+    from hndesc_ros.se3 import make_T
+    src = np.array([make_T(np.eye(3), [0.0, 0.0, float(k)]) for k in range(4)])
+    order = [0, 1, 1, 2, 3]
+    gt, est = src[order], src[order].copy()
+    est[2, 0, 3] += 1.0
+    assert first_appearance_ate(est, gt, order) < 1e-9
+    assert ate(est, gt)['rmse'] > 0.1

@@ -7,7 +7,7 @@ within ``t`` px (symmetric). Mutual nearest neighbour on all keypoints, as for H
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 import numpy as np
 
@@ -34,14 +34,18 @@ def epipolar_errors(p0: np.ndarray, p1: np.ndarray, K: np.ndarray, T_0_1: np.nda
 
 def kitti_pair_mma(seq, extract: Callable[[np.ndarray], Features],
                    frames: Sequence[int] = range(0, 50, 5),
-                   thresholds: Sequence[float] = (1, 2, 3, 5)) -> Dict[str, Dict]:
-    """MMA per threshold on stereo (k_left, k_right) and temporal (k, k+1) pairs."""
+                   thresholds: Sequence[float] = (1, 2, 3, 5),
+                   change: Optional[Callable[[np.ndarray], np.ndarray]] = None
+                   ) -> Dict[str, Dict]:
+    """MMA per threshold on stereo (k_left, k_right) and temporal (k, k+1) pairs; ``change``
+    (e.g. darkening) is applied to the second image of every temporal pair (k+1)."""
     gt = seq.gt_relative()
     K = seq.calib.K
     res = {'stereo': [], 'temporal': []}
     for k in frames:
         fr, nxt = seq.frame(k), seq.frame(k + 1)
-        fl, fr_, fn = extract(fr.left), extract(fr.right), extract(nxt.left)
+        fl, fr_ = extract(fr.left), extract(fr.right)
+        fn = extract(nxt.left if change is None else change(nxt.left))
         m = match_numpy(fl.descriptors, fr_.descriptors)
         p0, p1 = fl.keypoints[m.indices[:, 0]], fr_.keypoints[m.indices[:, 1]]
         ok_disp = (p0[:, 0] - p1[:, 0]) > 0

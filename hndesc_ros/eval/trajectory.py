@@ -123,6 +123,17 @@ def evaluate(est: np.ndarray, gt: np.ndarray, mode: str = 'se3') -> Dict[str, fl
     return out
 
 
+def first_appearance_ate(est: np.ndarray, gt: np.ndarray, order: Sequence[int],
+                         mode: str = 'se3') -> float:
+    """ATE RMSE of a variant's run (frames ``order`` of a source sequence, some repeated) on
+    the first appearance of each source frame: the trajectory of the frames without the
+    repeats, comparable with a run without them (the ATE of the whole run weighs a repeated
+    position once per repeat). est, gt: (N, 4, 4) with N = len(order)."""
+    order = list(order)
+    first = [order.index(i) for i in sorted(set(order))]
+    return ate(est[first], gt[first], mode)['rmse']
+
+
 def _check(est: np.ndarray, gt: np.ndarray) -> None:
     if est.shape != gt.shape or est.ndim != 3 or est.shape[1:] != (4, 4):
         raise HndescError(f'trajectories must both be (N, 4, 4); got {est.shape} and {gt.shape}')

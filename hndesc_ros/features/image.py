@@ -47,6 +47,32 @@ def to_gray(image: np.ndarray) -> np.ndarray:
     return image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
 
 
+def stretch_levels(gray: np.ndarray, low: float = 1.0, high: float = 99.0
+                   ) -> np.ndarray:
+    """The 256-entry lookup table that maps the ``low``..``high`` percentiles of a (H, W) uint8
+    image (sampled every 4th pixel) onto 0..255: a global gain and offset that undoes the
+    camera's exposure, so that absolute thresholds (SIFT's contrast) see the same scene in
+    every light. Apply it with ``cv2.LUT`` (the same table for both images of a pair)."""
+    lo, hi = np.percentile(gray[::4, ::4], (low, high))
+    hi = max(hi, lo + 8.0)  # a blank image stays nearly blank
+    lut = (np.arange(256, dtype=np.float32) - lo) * (255.0 / (hi - lo))
+    return np.clip(np.rint(lut), 0, 255).astype(np.uint8)
+
+
+def normalise_light(images, method: str):
+    """The images of one exposure (a pair, or one image), gray uint8, under ``method``
+    (``features.light``): ``none``; ``stretch`` (:func:`stretch_levels` of the first image,
+    applied to all); ``clahe`` (contrast-limited adaptive histogram equalisation, 8x8 tiles
+    of the image whatever its size, clip limit 2). None entries stay None."""
+    if method == 'none':
+        return images
+    if method == 'stretch':
+        lut = stretch_levels(images[0])
+        return [None if im is None else cv2.LUT(im, lut) for im in images]
+    clahe = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8))
+    return [None if im is None else clahe.apply(im) for im in images]
+
+
 def read_image(path: str | Path, gray: bool = False) -> np.ndarray:
     """Read an image file (gray or BGR, uint8) and validate it; raises ImageError."""
     path = Path(path)
