@@ -79,6 +79,10 @@ def run_sequence(seq, cfg: Config, mono: bool = False, gt_scale: bool = False,
     metrics.update(fps_frontend=timing.pop('fps_frontend'), fps_backend=timing.pop('fps_backend'))
     metrics['ms_per_stage'] = timing
     metrics.update(observation_stats(seen))
+    # map points: landmarks seen in >= 2 keyframes, and their mean keyframe observations
+    in_keyframes = observation_stats([s for s, r in zip(seen, results) if r.keyframe], 2)
+    metrics.update(map_points=in_keyframes['landmarks'],
+                   map_point_observations=in_keyframes['obs_per_landmark'])
     if gt is not None:
         align = 'sim3' if (mono and not gt_scale) else 'se3'
         metrics.update(tj.evaluate(poses, gt, align))

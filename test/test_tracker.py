@@ -83,6 +83,10 @@ def test_temporal_tracker_and_observation_stats():
     assert s['obs_per_landmark'] > 2.5 and s['track_length'] > 2.5
     assert observation_stats([(0, np.array([1, 2])), (2, np.array([1]))]) == \
         {'landmarks': 2, 'obs_per_landmark': 1.5, 'track_length': 2.0}
+    # map points: only the landmarks seen at least twice count
+    assert observation_stats([(0, np.array([1, 2])), (2, np.array([1]))], 2) == \
+        {'landmarks': 1, 'obs_per_landmark': 2.0, 'track_length': 3.0}
+    assert observation_stats([(0, np.array([1, 2]))], 2)['landmarks'] == 0
 
 
 def test_frames_without_stereo_or_keypoints_keep_the_tracker_alive():

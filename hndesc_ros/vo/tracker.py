@@ -276,11 +276,13 @@ class TemporalTracker:
                             feats.scores, {'temporal_matching': (time.perf_counter() - t0) * 1e3})
 
 
-def observation_stats(seen) -> Dict[str, float]:
+def observation_stats(seen, min_observations: int = 1) -> Dict[str, float]:
     """Landmark statistics of a run from ``[(frame, (M,) ids), ...]``: mean observations per
-    landmark and mean track length (frames from first to last observation, inclusive)."""
+    landmark and mean track length (frames from first to last observation, inclusive), over
+    the landmarks observed at least ``min_observations`` times."""
+    empty = {'landmarks': 0, 'obs_per_landmark': 0.0, 'track_length': 0.0}
     if not seen:
-        return {'landmarks': 0, 'obs_per_landmark': 0.0, 'track_length': 0.0}
+        return empty
     frames = np.concatenate([np.full(len(ids), k) for k, ids in seen])
     ids = np.concatenate([np.asarray(ids, np.int64) for _, ids in seen])
     uniq, inv_idx, counts = np.unique(ids, return_inverse=True, return_counts=True)
@@ -288,5 +290,9 @@ def observation_stats(seen) -> Dict[str, float]:
     last = np.full(len(uniq), -1)
     np.minimum.at(first, inv_idx, frames)
     np.maximum.at(last, inv_idx, frames)
+    keep = counts >= min_observations
+    if not keep.any():
+        return empty
+    uniq, counts, first, last = uniq[keep], counts[keep], first[keep], last[keep]
     return {'landmarks': int(len(uniq)), 'obs_per_landmark': float(counts.mean()),
             'track_length': float((last - first + 1).mean())}
