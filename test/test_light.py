@@ -53,8 +53,11 @@ def test_stretch_finds_the_scene_in_the_dark(kitti_frame):
     clean, raw = len(sift(kitti_frame)), len(sift(dark))
     stretched = len(sift(normalise_light([dark], 'stretch')[0]))
     assert stretched > 3 * raw and stretched > 0.4 * clean, (clean, raw, stretched)
-    # a well exposed frame (its 1st-99th percentiles span more than 180 levels) is untouched
+    # a well exposed frame (its 1st-99th percentiles span more than 180 levels) is untouched,
+    # and so is a black frame with sensor noise (no scene: stretching would make noise corners)
     assert np.array_equal(normalise_light([kitti_frame], 'stretch')[0], kitti_frame)
+    black = np.clip(rng.normal(3, 1.5, kitti_frame.shape), 0, 255).astype(np.uint8)
+    assert np.array_equal(normalise_light([black], 'stretch')[0], black)
     # one exposure: the right image is mapped with the left image's levels
     left, right = normalise_light([dark, dark // 2], 'stretch')
     assert np.array_equal(left[dark // 2 == dark], right[dark // 2 == dark])

@@ -47,19 +47,20 @@ def to_gray(image: np.ndarray) -> np.ndarray:
     return image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
 
 
-def stretch_levels(gray: np.ndarray, below: float = 180.0, low: float = 1.0,
-                   high: float = 99.0) -> np.ndarray:
+def stretch_levels(gray: np.ndarray, below: float = 180.0, blank: float = 16.0,
+                   low: float = 1.0, high: float = 99.0) -> np.ndarray:
     """The 256-entry lookup table that restores the contrast of a dim or flat (H, W) uint8
     image: when its ``low``..``high`` percentiles (sampled every 4th pixel) span fewer than
     ``below`` grey levels (70 % of the range: a well exposed image spans more), they are
-    mapped onto 0..255; otherwise the table is the identity and the image stays as it is.
+    mapped onto 0..255; otherwise the table is the identity and the image stays as it is, and
+    so does a nearly blank image (under ``blank`` levels: a covered lens or a black frame has
+    no scene to recover, only noise to amplify).
     This undoes an exposure that dims the scene (dusk, a tunnel, auto-exposure steps), so
     that absolute thresholds (SIFT's contrast) see the same scene as in good light. Apply it
     with ``cv2.LUT`` (the same table for both images of a pair)."""
     lo, hi = np.percentile(gray[::4, ::4], (low, high))
-    if hi - lo >= below:
+    if not blank <= hi - lo < below:
         return np.arange(256, dtype=np.uint8)
-    hi = max(hi, lo + 8.0)  # a blank image stays nearly blank
     lut = (np.arange(256, dtype=np.float32) - lo) * (255.0 / (hi - lo))
     return np.clip(np.rint(lut), 0, 255).astype(np.uint8)
 
