@@ -51,7 +51,7 @@ class FeatureConfig:
     sift_upsample: bool = False        # SIFT's 2x-upsampled first octave (4x the cost)
     parallel: bool = True              # SIFT || network, and left || right, in two threads
     network_scale: float = 0.4         # network input scale (learned keypoints: at least 0.75)
-    light: str = 'stretch'             # none | stretch (a dim image's levels) | clahe
+    light: str = 'stretch'             # VO front end: none | stretch (a dim image) | clahe
 
     def at_full_resolution(self) -> 'FeatureConfig':
         """This config with OpenCV's standard SIFT (2x-upsampled first octave) and the network

@@ -1,6 +1,7 @@
 """Light that changes: the variants' photometric changes on real KITTI frames, and the front
 end's light normalisation (``features.light``) that keeps SIFT's absolute contrast threshold
 finding the scene in the dark."""
+import cv2
 import numpy as np
 import pytest
 
@@ -9,7 +10,7 @@ from hndesc_ros.datasets.kitti import KittiSequence
 from hndesc_ros.datasets.variants import change_light, light_params, write_variant
 from hndesc_ros.errors import HndescError
 from hndesc_ros.features import Sift
-from hndesc_ros.features.image import normalise_light
+from hndesc_ros.features.image import normalise_light, stretch_levels
 
 
 def test_light_changes_follow_their_definitions(kitti_frame):
@@ -58,9 +59,28 @@ def test_stretch_finds_the_scene_in_the_dark(kitti_frame):
     assert np.array_equal(normalise_light([kitti_frame], 'stretch')[0], kitti_frame)
     black = np.clip(rng.normal(3, 1.5, kitti_frame.shape), 0, 255).astype(np.uint8)
     assert np.array_equal(normalise_light([black], 'stretch')[0], black)
-    # one exposure: the right image is mapped with the left image's levels
+    # one exposure: the right image is mapped with the left image's levels, not its own
     left, right = normalise_light([dark, dark // 2], 'stretch')
-    assert np.array_equal(left[dark // 2 == dark], right[dark // 2 == dark])
+    assert np.array_equal(right, cv2.LUT(dark // 2, stretch_levels(dark)))
+    assert not np.array_equal(right, normalise_light([dark // 2], 'stretch')[0])
     assert normalise_light([dark, None], 'clahe')[1] is None
+    assert not np.array_equal(normalise_light([dark], 'clahe')[0], dark)
     with pytest.raises(ConfigError, match='features.light'):
         load_config(None, {'features.light': 'gamma'})
+
+
+def test_the_front_end_validates_before_it_normalises(kitti06):
+    """The light normalisation runs on validated images: a float pair in [0, 1] (accepted by
+    check_image) still works, a 16-bit image is one ImageError (not an OpenCV error)."""
+    from hndesc_ros.errors import ImageError
+    from hndesc_ros.vo.pipeline import StereoFrontend
+    seq = KittiSequence(kitti06, count=1)
+    fr = seq.frame(0)
+    fe = StereoFrontend(seq.calib, load_config(None, {'features.extractor': 'rootsift'}))
+    try:
+        pf = fe.extract(fr.left / 255.0 * 0.2, fr.right / 255.0 * 0.2)  # dim, float
+        assert len(pf.left) > 500 and pf.right is not None
+        with pytest.raises(ImageError, match='16-bit'):
+            fe.extract(fr.left.astype(np.uint16), fr.right)
+    finally:
+        fe.close()

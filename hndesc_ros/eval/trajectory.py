@@ -129,9 +129,13 @@ def first_appearance_ate(est: np.ndarray, gt: np.ndarray, order: Sequence[int],
     the first appearance of each source frame: the trajectory of the frames without the
     repeats, comparable with a run without them (the ATE of the whole run weighs a repeated
     position once per repeat). est, gt: (N, 4, 4) with N = len(order)."""
-    order = list(order)
-    first = [order.index(i) for i in sorted(set(order))]
-    return ate(est[first], gt[first], mode)['rmse']
+    if len(order) != len(est):
+        raise HndescError(f'{len(order)} frames in the order, {len(est)} poses')
+    first = {}
+    for k, i in enumerate(order):
+        first.setdefault(i, k)
+    idx = [first[i] for i in sorted(first)]
+    return ate(est[idx], gt[idx], mode)['rmse']
 
 
 def _check(est: np.ndarray, gt: np.ndarray) -> None:

@@ -66,18 +66,21 @@ def stretch_levels(gray: np.ndarray, below: float = 180.0, blank: float = 16.0,
 
 
 def normalise_light(images, method: str):
-    """The images of one exposure (a pair, or one image), gray uint8, under ``method``
-    (``features.light``): ``none``; ``stretch`` (:func:`stretch_levels` of the first image,
-    applied to all: a dim image gets its contrast back, a well exposed one is unchanged);
-    ``clahe`` (contrast-limited adaptive histogram equalisation, 8x8 tiles of the image
-    whatever its size, clip limit 2). None entries stay None."""
+    """The images of one exposure (a pair, or one image; validated uint8, gray or BGR) under
+    ``method`` (``features.light``): ``none``; ``stretch`` (:func:`stretch_levels` of the
+    first image's gray, applied to every channel of all of them: a dim image gets its
+    contrast back; a well exposed one is returned as it is, the same object); ``clahe``
+    (contrast-limited adaptive histogram equalisation of the gray image, 8x8 tiles whatever
+    its size, clip limit 2). None entries stay None."""
     if method == 'none':
         return images
     if method == 'stretch':
-        lut = stretch_levels(images[0])
+        lut = stretch_levels(to_gray(images[0]))
+        if np.array_equal(lut, np.arange(256)):
+            return images
         return [None if im is None else cv2.LUT(im, lut) for im in images]
     clahe = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8))
-    return [None if im is None else clahe.apply(im) for im in images]
+    return [None if im is None else clahe.apply(to_gray(im)) for im in images]
 
 
 def read_image(path: str | Path, gray: bool = False) -> np.ndarray:
