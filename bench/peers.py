@@ -36,6 +36,12 @@ SHARED = Path(__file__).resolve().parent.parent.parent / 'shared'
 PEER = SHARED / 'tools' / 'orbslam3_peer.py'
 
 
+def write_rows(path, rows) -> None:
+    """The bench's rows as JSON at ``path`` (nothing when path is None)."""
+    if path:
+        Path(path).write_text(json.dumps(rows, indent=1))
+
+
 def orbslam3(seq_dir: Path, poses: Path, runs: int, paced: bool, out: Path) -> dict:
     """The peer tool's summary (medians over runs)."""
     cmd = [sys.executable, str(PEER), '--sequence', str(seq_dir), '--poses', str(poses),
@@ -143,8 +149,7 @@ def main() -> int:
         print(f"| {r['sequence']} | {r['mode']} | {r['system']} | {r['ate_m']:.3f} | "
               f"{r.get('ate_ratio', 1.0):.2f} | {r['fps']:.1f} | {r.get('fps_ratio', 1.0):.2f} | "
               f"{r['load']:.1f} |")
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1))
+    write_rows(args.json, rows)
     return 0
 
 

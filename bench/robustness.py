@@ -13,7 +13,6 @@ ratio to ORB-SLAM3's ATE on the same variant. ``--set`` overrides hndesc's confi
 under test).
 """
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -26,7 +25,7 @@ from hndesc_ros.config import LIGHT_CHANGES, load_config, parse_overrides  # noq
 from hndesc_ros.datasets.kitti import KittiSequence  # noqa: E402
 from hndesc_ros.datasets.variants import write_variant  # noqa: E402
 from hndesc_ros.runner import run_sequence  # noqa: E402
-from peers import SHARED, orbslam3  # noqa: E402
+from peers import SHARED, orbslam3, write_rows  # noqa: E402
 
 
 def main() -> int:
@@ -75,8 +74,7 @@ def main() -> int:
                     print(f"{name} {light:<8} {r['system']:<22} ATE {r['ate_m']:.3f} m, lost "
                           f"{r['lost']}, {r['vs_clean']:.2f}x clean{vs} (load {r['load']:.1f})",
                           flush=True)
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1))
+    write_rows(args.json, rows)
     return 0
 
 

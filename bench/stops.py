@@ -11,12 +11,12 @@ the whole run counts a standing position once per repeat) next to the run withou
 Every run must finish: a traceback fails the bench.
 """
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from hndesc_ros.config import load_config  # noqa: E402
 from hndesc_ros.datasets.kitti import KittiSequence  # noqa: E402
@@ -24,6 +24,7 @@ from hndesc_ros.datasets.variants import (ping_pong_order, stop_order,  # noqa: 
                                           write_variant)
 from hndesc_ros.eval import trajectory as tj  # noqa: E402
 from hndesc_ros.runner import run_sequence  # noqa: E402
+from peers import write_rows  # noqa: E402
 
 DATA = Path(__file__).resolve().parent.parent.parent / 'shared' / 'data' / 'kitti' / 'sequences'
 
@@ -66,8 +67,7 @@ def main() -> int:
                   f"  standing {r['standing']:>2}  restarts {r['resets']}  ATE {r['ate_m']:.3f}"
                   f"  same frames {same:.3f} vs {c['ate_rmse_m']:.3f} ({r['ratio']:.2f}x)",
                   flush=True)
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1))
+    write_rows(args.json, rows)
     return 0
 
 
