@@ -136,6 +136,14 @@ def essential_motion(p0: np.ndarray, p1: np.ndarray, calib: StereoCalib,
     return make_T(R, t), inl
 
 
+def sampson(E: np.ndarray, x0: np.ndarray, x1: np.ndarray) -> np.ndarray:
+    """(N,) signed Sampson distances of ``x1^T E x0 = 0`` for (N, 3) normalised homogeneous
+    points (in normalised image units: pixels / f)."""
+    ex0, etx1 = x0 @ E.T, x1 @ E
+    den = np.sqrt(ex0[:, 0] ** 2 + ex0[:, 1] ** 2 + etx1[:, 0] ** 2 + etx1[:, 1] ** 2)
+    return np.sum(x1 * ex0, axis=1) / (den + 1e-12)
+
+
 def refine_relative_pose(R: np.ndarray, t: np.ndarray, x0: np.ndarray, x1: np.ndarray,
                          scale: float) -> Tuple[np.ndarray, np.ndarray]:
     """Two-view refinement: the rotation and translation direction (5 degrees of freedom)
@@ -159,14 +167,11 @@ def refine_relative_pose(R: np.ndarray, t: np.ndarray, x0: np.ndarray, x1: np.nd
         tp = t + p[3] * a + p[4] * b
         return cv2.Rodrigues(p[:3].reshape(3, 1))[0] @ R, tp / np.linalg.norm(tp)
 
-    def sampson(p):
+    def residuals(p):
         Rp, tp = pose(p)
-        E = skew(tp) @ Rp
-        ex0, etx1 = x0 @ E.T, x1 @ E
-        den = np.sqrt(ex0[:, 0] ** 2 + ex0[:, 1] ** 2 + etx1[:, 0] ** 2 + etx1[:, 1] ** 2)
-        return np.sum(x1 * ex0, axis=1) / (den + 1e-12)
+        return sampson(skew(tp) @ Rp, x0, x1)
 
-    sol = least_squares(sampson, np.zeros(5), loss='huber', f_scale=scale)
+    sol = least_squares(residuals, np.zeros(5), loss='huber', f_scale=scale)
     return pose(sol.x)
 
 
@@ -227,10 +232,7 @@ def epipolar_distance_deg(T_cur_prev: np.ndarray, p0: np.ndarray, p1: np.ndarray
     x0 = np.c_[p0, np.ones(len(p0))] @ K_inv.T
     x1 = np.c_[p1, np.ones(len(p1))] @ K_inv.T
     t = T_cur_prev[:3, 3] / max(np.linalg.norm(T_cur_prev[:3, 3]), 1e-12)
-    E = skew(t) @ T_cur_prev[:3, :3]
-    ex0, etx1 = x0 @ E.T, x1 @ E
-    den = np.sqrt(ex0[:, 0] ** 2 + ex0[:, 1] ** 2 + etx1[:, 0] ** 2 + etx1[:, 1] ** 2)
-    return float(np.degrees(np.median(np.abs(np.sum(x1 * ex0, axis=1)) / (den + 1e-12))))
+    return float(np.degrees(np.median(np.abs(sampson(skew(t) @ T_cur_prev[:3, :3], x0, x1)))))
 
 
 def ray_parallax_deg(uv_a: np.ndarray, T_a: np.ndarray, uv_b: np.ndarray, T_b: np.ndarray,

@@ -23,6 +23,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from hndesc_ros.config import VOConfig
+from hndesc_ros.errors import describe
 from hndesc_ros.se3 import is_pose, transform_points
 from hndesc_ros.types import StereoCalib
 from hndesc_ros.vo.geometry import triangulate_stereo
@@ -140,7 +141,7 @@ class Mapper:
             # keyframe from its tracked pose (the last optimised one if that is not a pose),
             # fixed by the first-pose prior, so it is well posed
             LOG.warning('keyframe %d: smoother failed (%s); restarting the window', k,
-                        str(exc).splitlines()[0][:100] if str(exc) else type(exc).__name__)
+                        describe(exc))
             T_opt = kf.T_world_cam if is_pose(kf.T_world_cam) else self.last_pose
             self._reset()
             self.kf = 0

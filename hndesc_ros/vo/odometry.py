@@ -16,7 +16,7 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 
 from hndesc_ros.config import VOConfig
-from hndesc_ros.errors import CalibrationError
+from hndesc_ros.errors import CalibrationError, describe
 from hndesc_ros.se3 import inv, is_pose, make_T, rotation_angle, transform_points
 from hndesc_ros.types import FrameResult, Observations, StereoCalib
 from hndesc_ros.vo.geometry import (ConstantVelocity, essential_motion, pnp_from_prediction,
@@ -438,7 +438,7 @@ class MonoOdometry:
         self.resets += 1
         self._restarted = True  # this frame's pose says nothing about the step
         LOG.warning('frame %d: mono smoother failed (%s); restarted at this frame',
-                    obs.index, str(exc).splitlines()[0][:100] if str(exc) else type(exc).__name__)
+                    obs.index, describe(exc))
         T_start = T_guess if is_pose(T_guess) else self.T
         self._restart()
         self.smoother.add_frame(k, T_start, None, None, {}, [])
