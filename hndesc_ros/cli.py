@@ -160,7 +160,7 @@ def cmd_variant(args) -> int:
             raise HndescError(f'--stop {stop}: frame {at} is not in the sequence (0..{count - 1})')
         order[pos + 1:pos + 1] = [at] * length
     seq_dir = write_variant(args.sequence, args.out, order, noise_sigma=args.noise, seed=args.seed,
-                            poses=args.poses, light=args.light)
+                            poses=args.poses, light=args.light, scale=args.scale)
     print(f'{len(order)} frames ({count} source frames) -> {seq_dir}')
     return 0
 
@@ -288,6 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument('--light', choices=LIGHT_CHANGES, help='change the light of every pair: '
                    'flicker (gain U(0.45, 1.6) a frame), dark (gamma 1.6, gain 0.18, noise 3), '
                    'steps (gain 0.35 on every other 5 frames), blur (motion, 0.6 %% of the width)')
+    s.add_argument('--scale', type=float, default=1.0, help='image size factor in (0, 1] '
+                   '(a smaller camera; calib.txt follows)')
     s.add_argument('--noise', type=float, default=2.0, help='sensor noise on repeated frames '
                    '(grey levels, default 2)')
     s.add_argument('--seed', type=int, default=0)

@@ -80,6 +80,8 @@ class VOConfig:
     mono: bool = False
     min_depth: float = 0.5             # m
     max_depth: float = 80.0            # m; points beyond are not used for PnP
+    disparity_offset: float = 0.0      # px the rectification shifts disparities by (known)
+    estimate_disparity_offset: bool = True  # estimate it from motion, from that value
     pnp_reprojection_px: float = 1.5
     pnp_iterations: int = 300
     min_inliers: int = 15              # below: tracking lost, re-initialise

@@ -71,6 +71,8 @@ def run_sequence(seq, cfg: Config, mono: bool = False, gt_scale: bool = False,
                'keyframes': int(sum(r.keyframe for r in results)),
                'smoother_resets': int(vo.odometry.resets),
                'stationary_frames': int(vo.odometry.stationary),
+               'disparity_offset_px': (None if mono else
+                                       round(float(vo.odometry.offset.value), 4)),
                'wall_fps': len(results) / wall, 'mode': 'mono' if mono else 'stereo',
                'gt_scale': bool(mono and gt_scale),
                'extractor': cfg.features.extractor, 'keypoints': cfg.features.keypoints,

@@ -78,9 +78,24 @@ def change_light(image: np.ndarray, params: dict, rng: np.random.Generator) -> n
     return np.clip(np.rint(x), 0, 255).astype(np.uint8)
 
 
+def write_scaled_calib(src: Path, dst: Path, scale: float) -> None:
+    """Copy a KITTI ``calib.txt``, each projection matrix P scaled for images resized by
+    ``scale`` (pixel centres: x' = (x + 0.5) * scale - 0.5, so P' = S P)."""
+    S = np.array([[scale, 0, 0.5 * scale - 0.5], [0, scale, 0.5 * scale - 0.5], [0, 0, 1]])
+    lines = []
+    for line in Path(src).read_text().splitlines():
+        key, _, values = line.partition(':')
+        if scale != 1 and key.strip().startswith('P') and len(values.split()) == 12:
+            P = S @ np.array(values.split(), float).reshape(3, 4)
+            line = f'{key}: ' + ' '.join(f'{v:.12e}' for v in P.ravel())
+        lines.append(line)
+    Path(dst).write_text('\n'.join(lines) + '\n')
+
+
 def write_variant(seq_dir: str | Path, out_dir: str | Path, order: Sequence[int],
                   name: Optional[str] = None, noise_sigma: float = 2.0, seed: int = 0,
-                  poses: Optional[str | Path] = None, light: Optional[str] = None) -> Path:
+                  poses: Optional[str | Path] = None, light: Optional[str] = None,
+                  scale: float = 1.0) -> Path:
     """Write the frames ``order`` of a KITTI sequence as a new KITTI sequence.
 
     A frame's first appearance is copied byte for byte; every later appearance (a stop, the
@@ -98,6 +113,8 @@ def write_variant(seq_dir: str | Path, out_dir: str | Path, order: Sequence[int]
         seed: of the noise.
         poses: the source's ground truth (default: ``seq_dir/../../poses/NN.txt``).
         light: one of :data:`LIGHT_CHANGES` applied to every frame, or None.
+        scale: image size factor (0 < scale <= 1: a smaller camera; area interpolation), the
+            projection matrices in ``calib.txt`` scaled to match.
     Returns:
         The new sequence folder.
     """
@@ -111,7 +128,9 @@ def write_variant(seq_dir: str | Path, out_dir: str | Path, order: Sequence[int]
         (out / side.name).mkdir(parents=True, exist_ok=True)
         for old in (out / side.name).glob('*.png'):  # of an earlier, longer variant
             old.unlink()
-    shutil.copyfile(src.dir / 'calib.txt', out / 'calib.txt')
+    if not 0 < scale <= 1:
+        raise HndescError(f'scale {scale}: must be in (0, 1]')
+    write_scaled_calib(src.dir / 'calib.txt', out / 'calib.txt', scale)
     if light is not None:
         light_params(light, 0, np.random.default_rng(0))  # an unknown name fails here
     rng = np.random.default_rng(seed)
@@ -120,13 +139,17 @@ def write_variant(seq_dir: str | Path, out_dir: str | Path, order: Sequence[int]
         dst = f'{k:06d}.png'
         repeat = i in seen
         seen.add(i)
-        if not repeat and light is None:
+        if not repeat and light is None and scale == 1:
             for side in sides:
                 shutil.copyfile(side / src.names[i], out / side.name / dst)
             continue
         params = light_params(light, k, rng) if light else None
         for side in sides:  # each camera's own sensor noise
             image = cv2.imread(str(side / src.names[i]), cv2.IMREAD_UNCHANGED)
+            if scale != 1:
+                h, w = image.shape[:2]
+                image = cv2.resize(image, (round(w * scale), round(h * scale)),
+                                   interpolation=cv2.INTER_AREA)
             if params is not None:
                 image = change_light(image, params, rng)
             if repeat:

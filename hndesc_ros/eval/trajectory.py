@@ -117,6 +117,10 @@ def evaluate(est: np.ndarray, gt: np.ndarray, mode: str = 'se3') -> Dict[str, fl
            'rpe_trans_m': r['trans_rmse'], 'rpe_rot_deg': r['rot_rmse_deg'],
            'path_length_m': path_length(gt), 'align': mode}
     out['ate_pct_of_path'] = 100 * out['ate_rmse_m'] / max(out['path_length_m'], 1e-9)
+    # the error split into scale and shape: path length against the ground truth's, and the
+    # ATE left after a Sim(3) alignment (what a correct scale would leave)
+    out['path_ratio'] = path_length(est) / max(out['path_length_m'], 1e-9)
+    out['ate_sim3_m'] = a['rmse'] if mode == 'sim3' else ate(est, gt, 'sim3')['rmse']
     k = kitti_errors(est, gt)
     out['t_err_pct'] = k['t_err_pct'] if k else None
     out['r_err_deg_per_100m'] = k['r_err_deg_per_100m'] if k else None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from typing import Callable, Dict, List, Optional
 
 import numpy as np
@@ -24,6 +25,7 @@ from hndesc_ros.vo.geometry import (ConstantVelocity, essential_motion, pnp_from
                                     rotation_parallax, stereo_depth_ok,
                                     triangulate_stereo, triangulate_track)
 from hndesc_ros.vo.mapper import Keyframe, MapUpdate, make_mapper
+from hndesc_ros.vo.rectification import DisparityOffset, two_view_offset
 
 LOG = logging.getLogger(__name__)
 
@@ -40,10 +42,18 @@ def load_backend(cfg: VOConfig) -> None:
 class StereoOdometry:
     """Stereo VO back end (no images: only observations with landmark ids).
 
+    The rectification's disparity offset (:mod:`~hndesc_ros.vo.rectification`) is removed
+    from every right u before use: ``vo.disparity_offset`` when it is known, else (with
+    ``vo.estimate_disparity_offset``) estimated from consecutive tracked frames, from that
+    value, over the first ``OFFSET_PAIRS`` pairs that inform it (about 0.03 px then).
+
     Args:
         calib: rectified stereo calibration.
         cfg: VOConfig (PnP thresholds, keyframe policy, smoother window and noise).
     """
+
+    OFFSET_POINTS = 100   # landmarks per two-frame offset estimate (evenly picked)
+    OFFSET_PAIRS = 40     # two-frame estimates after which the offset is kept as it is
 
     def __init__(self, calib: StereoCalib, cfg: Optional[VOConfig] = None):
         if calib.baseline <= 0:
@@ -62,6 +72,9 @@ class StereoOdometry:
         self.resets = 0                          # smoother failures (window restarted)
         self.stationary = 0                      # frames standing still (no keyframe)
         self._shared: List[MapUpdate] = []
+        # the rectification's disparity offset (px), estimated from motion
+        self.offset = DisparityOffset(initial=self.cfg.disparity_offset)
+        self._prev: Optional[tuple] = None        # (raw Observations, pose) of the last frame
         self._pending: Optional[Keyframe] = None  # keyframe of a deferred mapping step
 
     def close(self) -> None:
@@ -152,6 +165,9 @@ class StereoOdometry:
             self.map_pending()
         t0 = time.perf_counter()
         c = self.cfg
+        raw = obs
+        if self.offset.value:  # right u as a rectification without the offset would give
+            obs = replace(obs, u_right=obs.u_right - np.float32(self.offset.value))
         ids = obs.track_ids
         stereo_ok = stereo_depth_ok(obs.uv, obs.u_right, self.calib, c.min_depth, c.max_depth)
         guess = self.motion.predict(obs.stamp)
@@ -187,12 +203,45 @@ class StereoOdometry:
             self.kf_ids = set(ids[inliers].tolist())
         self.motion.update(T_new, obs.stamp, tracked)
         self._update_points(obs, stereo_ok, outlier)
+        t2 = time.perf_counter()
+        self._estimate_offset(raw, T_new, ids[inliers] if tracked else None)
         self.frames += 1
-        timings = {**obs.timings, 'pnp': (t1 - t0) * 1e3}
+        timings = {**obs.timings, 'pnp': (t1 - t0) * 1e3,
+                   'disparity_offset': (time.perf_counter() - t2) * 1e3}
         if not defer_mapping:
             timings['mapping'] = self.map_pending()
         return FrameResult(obs.index, obs.stamp, T_new.copy(), tracked, keyframe, len(inliers),
                            len(obs), timings)
+
+    def _estimate_offset(self, raw: Observations, T: np.ndarray,
+                         inlier_ids: Optional[np.ndarray]) -> None:
+        """One two-frame estimate of the disparity offset (``vo.estimate_disparity_offset``):
+        the landmarks that this frame's PnP kept and that had stereo in the previous frame,
+        at most ``OFFSET_POINTS`` of them; until ``OFFSET_PAIRS`` estimates have entered."""
+        prev, self._prev = self._prev, None
+        if not self.cfg.estimate_disparity_offset or inlier_ids is None:
+            return
+        self._prev = (raw, T)
+        if prev is None or self.offset.pairs >= self.OFFSET_PAIRS:
+            return
+        p, T_prev = prev
+        row_p = {t: i for i, t in enumerate(p.track_ids.tolist())}
+        row_c = {t: i for i, t in enumerate(raw.track_ids.tolist())}
+        pairs = np.array([(row_p[t], row_c[t]) for t in inlier_ids.tolist() if t in row_p],
+                         np.int64).reshape(-1, 2)
+        if len(pairs):
+            pairs = pairs[np.isfinite(p.u_right[pairs[:, 0]])
+                          & (p.uv[pairs[:, 0], 0] - p.u_right[pairs[:, 0]] > 1.0)]
+        if len(pairs) < self.cfg.min_inliers:
+            return
+        pairs = pairs[np.linspace(0, len(pairs) - 1, min(len(pairs), self.OFFSET_POINTS))
+                      .astype(np.int64)]
+        i0, i1 = pairs[:, 0], pairs[:, 1]
+        out = two_view_offset(p.uv[i0], p.u_right[i0], raw.uv[i1], raw.u_right[i1], self.calib,
+                              inv(T) @ T_prev, self.offset.value, self.cfg.pixel_sigma,
+                              iterations=4)
+        if out is not None:
+            self.offset.add(out[0], out[1])
 
     def map_pending(self) -> float:
         """The mapping step of the latest frame: its keyframe (if it is one) to the mapper

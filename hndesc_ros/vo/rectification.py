@@ -1,0 +1,199 @@
+"""The disparity offset a stereo rectification leaves behind, estimated while the camera moves.
+
+A rectified pair whose right principal point is off by a fraction of a pixel measures every
+disparity shifted by the same ``offset`` (px): ``d_measured = d_true - offset``. Depth is
+``f b / d``, so a near point hardly notices, while a point at 10 px of disparity is 2 % too
+deep for a 0.2 px offset, and the trajectory stretches with the depths of the points it sees
+(``bench/depth_bias.py`` measures this against ground truth).
+
+The offset is observable from motion, with no ground truth: the same points seen in two
+stereo frames must agree on one rigid motion, and only the right offset makes near and far
+points agree on its length. :func:`two_view_offset` is that two-frame stereo bundle adjustment
+(Gauss-Newton over the motion, the offset and every point, the points eliminated by their
+Schur complement), which returns the offset and its information (1 / variance) with the motion
+marginalised out. :class:`DisparityOffset` fuses those per-pair estimates into one value,
+starting from 0 with a prior, gating pairs that disagree, and bounding the result.
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import cv2
+import numpy as np
+
+from hndesc_ros.se3 import make_T, transform_points
+from hndesc_ros.types import StereoCalib
+
+
+def _project(pc: np.ndarray, c: StereoCalib) -> Tuple[np.ndarray, np.ndarray]:
+    """(N, 3) camera points -> (N, 3) predicted (u_left, v, u_right) and (N, 3, 3) d/d(point)."""
+    x, y, z = pc[:, 0], pc[:, 1], np.maximum(pc[:, 2], 1e-6)
+    fx, fy, b = c.fx, c.fy, c.baseline
+    pred = np.stack([fx * x / z + c.cx, fy * y / z + c.cy, fx * (x - b) / z + c.cx], 1)
+    J = np.zeros((len(pc), 3, 3))
+    J[:, 0, 0], J[:, 0, 2] = fx / z, -fx * x / z ** 2
+    J[:, 1, 1], J[:, 1, 2] = fy / z, -fy * y / z ** 2
+    J[:, 2, 0], J[:, 2, 2] = fx / z, -fx * (x - b) / z ** 2
+    return pred, J
+
+
+def two_view_offset(uv0: np.ndarray, ur0: np.ndarray, uv1: np.ndarray, ur1: np.ndarray,
+                    calib: StereoCalib, T_10: np.ndarray, offset: float = 0.0,
+                    sigma_px: float = 1.0, iterations: int = 6, huber_k: float = 1.345,
+                    gate: float = 2.8) -> Optional[Tuple[float, float, np.ndarray]]:
+    """The disparity offset from N points seen in two stereo frames.
+
+    Measurements: (u_left, v, u_right) in frame 0 and (u_left, v) in frame 1, plus u_right in
+    frame 1 where finite. Unknowns: the motion, the offset (``u_right`` measured = predicted
+    + offset) and the N points (in frame 0). Huber-robust, ``sigma_px`` on every coordinate;
+    solved twice, the second time without the points whose residual in either frame exceeds
+    ``gate`` sigmas after the first (a wrong match pulls even a robust fit).
+
+    Args:
+        uv0, uv1: (N, 2) left pixels; ur0: (N,) right u in frame 0 (finite); ur1: (N,) right
+            u in frame 1 (NaN: none).
+        T_10: (4, 4) initial T_cam1_cam0 (e.g. the two frames' tracked poses).
+        offset: initial offset (px).
+    Returns:
+        (offset px, its information 1 / px^2 with the motion marginalised, refined T_10), or
+        None when the system is degenerate.
+    """
+    first = _bundle(uv0, ur0, uv1, ur1, calib, T_10, offset, sigma_px, iterations, huber_k)
+    if first is None:
+        return None
+    keep = first[3] <= gate * sigma_px
+    if keep.all():
+        return first[:3]
+    if keep.sum() < 6:
+        return None
+    second = _bundle(uv0[keep], ur0[keep], uv1[keep], ur1[keep], calib, first[2], first[0],
+                     sigma_px, iterations, huber_k)
+    return None if second is None else second[:3]
+
+
+def _bundle(uv0, ur0, uv1, ur1, calib, T_10, offset, sigma_px, iterations, huber_k):
+    """:func:`two_view_offset`'s Gauss-Newton -> (offset, information, T_10, (N,) largest
+    residual norm of each point over the two frames) or None."""
+    c = calib
+    n = len(uv0)
+    d0 = uv0[:, 0] - (ur0 - offset)
+    if n < 6 or np.any(d0 <= 0):
+        return None
+    z = c.fx * c.baseline / d0
+    X = np.stack([(uv0[:, 0] - c.cx) * z / c.fx, (uv0[:, 1] - c.cy) * z / c.fy, z], 1)
+    T = T_10.copy()
+    meas0 = np.c_[uv0, ur0]
+    meas1 = np.c_[uv1, np.where(np.isfinite(ur1), ur1, 0.0)]
+    has_r1 = np.isfinite(ur1).astype(float)
+    H = None
+    for _ in range(iterations):
+        pred0, J0 = _project(X, c)
+        p1 = transform_points(T, X)
+        pred1, J1p = _project(p1, c)
+        r0 = pred0 - meas0
+        r0[:, 2] += offset
+        r1 = pred1 - meas1
+        r1[:, 2] = (r1[:, 2] + offset) * has_r1
+        J1p[:, 2] *= has_r1[:, None]
+        # robust weights per point and frame (Huber on the block's norm), one per row
+        w0, w1 = (np.where(e <= huber_k, 1.0, huber_k / np.maximum(e, 1e-12)) / sigma_px ** 2
+                  for e in (np.linalg.norm(r0, axis=1) / sigma_px,
+                            np.linalg.norm(r1, axis=1) / sigma_px))
+        r = np.concatenate([r0, r1], 1)                                 # (n, 6)
+        w = np.repeat(np.stack([w0, w1], 1), 3, axis=1)[:, :, None]     # (n, 6, 1)
+        # Jacobians of the six rows: camera block (motion 6 + offset 1), point block (3)
+        S = np.zeros((n, 3, 6))
+        S[:, :, 3:] = np.eye(3)
+        S[:, 0, 1], S[:, 0, 2] = p1[:, 2], -p1[:, 1]   # d(p1)/d(w) = -[p1]x
+        S[:, 1, 0], S[:, 1, 2] = -p1[:, 2], p1[:, 0]
+        S[:, 2, 0], S[:, 2, 1] = p1[:, 1], -p1[:, 0]
+        Jc = np.zeros((n, 6, 7))
+        Jc[:, 2, 6] = 1.0
+        Jc[:, 3:, :6] = J1p @ S
+        Jc[:, 5, 6] = has_r1
+        JX = np.concatenate([J0, J1p @ T[:3, :3]], 1)                  # (n, 6, 3)
+        WJc, WJX = w * Jc, w * JX
+        Jc_t = Jc.transpose(0, 2, 1)
+        Hcc = (Jc_t @ WJc).sum(0)
+        HcX = Jc_t @ WJX                                                # (n, 7, 3)
+        HXX = JX.transpose(0, 2, 1) @ WJX                               # (n, 3, 3)
+        gc = (WJc * r[:, :, None]).sum((0, 1))
+        gX = (WJX * r[:, :, None]).sum(1)                               # (n, 3)
+        try:
+            HXX_inv = np.linalg.inv(HXX)
+        except np.linalg.LinAlgError:
+            return None
+        K = HcX @ HXX_inv                                   # (n, 7, 3)
+        H = Hcc - np.einsum('nij,nkj->ik', K, HcX)          # Schur complement (7, 7)
+        g = gc - np.einsum('nij,nj->i', K, gX)
+        try:
+            dc = -np.linalg.solve(H, g)
+        except np.linalg.LinAlgError:
+            return None
+        dX = -np.einsum('nij,nj->ni', HXX_inv, gX + np.einsum('nji,j->ni', HcX, dc))
+        T = make_T(cv2.Rodrigues(dc[:3].reshape(3, 1))[0], dc[3:6]) @ T
+        offset += dc[6]
+        X = X + dX
+        if np.abs(dc).max() < 1e-4:  # rad, m and px: converged
+            break
+    if H is None or not np.isfinite(offset):
+        return None
+    Hmm, hmo, hoo = H[:6, :6], H[:6, 6], H[6, 6]
+    try:
+        info = float(hoo - hmo @ np.linalg.solve(Hmm, hmo))
+    except np.linalg.LinAlgError:
+        return None
+    pred0, _ = _project(X, c)
+    pred1, _ = _project(transform_points(T, X), c)
+    r0, r1 = pred0 - meas0, pred1 - meas1
+    r0[:, 2] += offset
+    r1[:, 2] = (r1[:, 2] + offset) * has_r1
+    worst = np.maximum(np.linalg.norm(r0, axis=1), np.linalg.norm(r1, axis=1))
+    return (float(offset), info, T, worst) if info > 0 else None
+
+
+class DisparityOffset:
+    """The running estimate of a rig's disparity offset (px) from two-frame estimates.
+
+    Real pairs have heavy tails (a wrong stereo match at a small disparity can move one pair's
+    estimate by pixels), so the estimates are fused by their weighted median, each weighted by
+    its information (capped at that of a 0.1 px estimate, so no single pair decides). The
+    prior (``initial``, weight ``1 / prior_sigma^2``) is one more entry: it holds the value
+    until the motion has shown something. Pairs less certain than ``max_pair_sigma`` or
+    beyond ``max_px`` are left out, and the value is bounded by ``max_px``.
+
+    Attributes:
+        value: the offset to remove from measured right u (px).
+        sigma: its uncertainty from the information gathered (px).
+        pairs: pairs that entered.
+    """
+
+    CAP_INFO = 1.0 / 0.1 ** 2
+
+    def __init__(self, initial: float = 0.0, prior_sigma: float = 0.5, max_px: float = 3.0,
+                 max_pair_sigma: float = 0.5):
+        self.estimates = [float(initial)]
+        self.weights = [1.0 / prior_sigma ** 2]
+        self.max_px, self.max_pair_sigma = max_px, max_pair_sigma
+        self.pairs = 0
+        self.value = float(np.clip(initial, -max_px, max_px))
+
+    @property
+    def sigma(self) -> float:
+        return float(1.0 / np.sqrt(sum(self.weights)))
+
+    def add(self, offset: float, info: float) -> bool:
+        """One pair's estimate (relative to the raw measurements) and its information; False
+        if left out."""
+        if not (np.isfinite(offset) and np.isfinite(info) and info > 0
+                and abs(offset) <= self.max_px and info >= 1.0 / self.max_pair_sigma ** 2):
+            return False
+        self.estimates.append(float(offset))
+        self.weights.append(float(min(info, self.CAP_INFO)))
+        self.pairs += 1
+        order = np.argsort(self.estimates)
+        w = np.asarray(self.weights)[order]
+        half = np.searchsorted(np.cumsum(w), 0.5 * w.sum())
+        self.value = float(np.clip(np.asarray(self.estimates)[order][half], -self.max_px,
+                                   self.max_px))
+        return True
