@@ -160,7 +160,8 @@ def cmd_variant(args) -> int:
             raise HndescError(f'--stop {stop}: frame {at} is not in the sequence (0..{count - 1})')
         order[pos + 1:pos + 1] = [at] * length
     seq_dir = write_variant(args.sequence, args.out, order, noise_sigma=args.noise, seed=args.seed,
-                            poses=args.poses, light=args.light, scale=args.scale)
+                            poses=args.poses, light=args.light, scale=args.scale,
+                            right_shift=args.right_shift)
     print(f'{len(order)} frames ({count} source frames) -> {seq_dir}')
     return 0
 
@@ -290,6 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
                    'steps (gain 0.35 on every other 5 frames), blur (motion, 0.6 %% of the width)')
     s.add_argument('--scale', type=float, default=1.0, help='image size factor in (0, 1] '
                    '(a smaller camera; calib.txt follows)')
+    s.add_argument('--right-shift', type=float, default=0.0, metavar='PX',
+                   help='move the right image PX to the right (a rectification offset)')
     s.add_argument('--noise', type=float, default=2.0, help='sensor noise on repeated frames '
                    '(grey levels, default 2)')
     s.add_argument('--seed', type=int, default=0)

@@ -177,6 +177,7 @@ def test_backend_node_counts_and_survives_a_smoother_failure(
     finally:
         h.close()
     assert status[-1]['smoother_resets'] == 1 and not status[-1]['dropped'], status[-1]
+    assert (status[-1]['disparity_offset_px'] is None) == mono, status[-1]
     assert np.all(np.isfinite(node.odometry.T if mono else node.odometry.motion.T))
 
 

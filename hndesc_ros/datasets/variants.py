@@ -95,7 +95,7 @@ def write_scaled_calib(src: Path, dst: Path, scale: float) -> None:
 def write_variant(seq_dir: str | Path, out_dir: str | Path, order: Sequence[int],
                   name: Optional[str] = None, noise_sigma: float = 2.0, seed: int = 0,
                   poses: Optional[str | Path] = None, light: Optional[str] = None,
-                  scale: float = 1.0) -> Path:
+                  scale: float = 1.0, right_shift: float = 0.0) -> Path:
     """Write the frames ``order`` of a KITTI sequence as a new KITTI sequence.
 
     A frame's first appearance is copied byte for byte; every later appearance (a stop, the
@@ -115,6 +115,8 @@ def write_variant(seq_dir: str | Path, out_dir: str | Path, order: Sequence[int]
         light: one of :data:`LIGHT_CHANGES` applied to every frame, or None.
         scale: image size factor (0 < scale <= 1: a smaller camera; area interpolation), the
             projection matrices in ``calib.txt`` scaled to match.
+        right_shift: px the right image is moved to the right (sub-pixel, cubic), as a
+            rectification that leaves a disparity offset would; after ``scale``.
     Returns:
         The new sequence folder.
     """
@@ -139,7 +141,7 @@ def write_variant(seq_dir: str | Path, out_dir: str | Path, order: Sequence[int]
         dst = f'{k:06d}.png'
         repeat = i in seen
         seen.add(i)
-        if not repeat and light is None and scale == 1:
+        if not repeat and light is None and scale == 1 and not right_shift:
             for side in sides:
                 shutil.copyfile(side / src.names[i], out / side.name / dst)
             continue
@@ -150,6 +152,11 @@ def write_variant(seq_dir: str | Path, out_dir: str | Path, order: Sequence[int]
                 h, w = image.shape[:2]
                 image = cv2.resize(image, (round(w * scale), round(h * scale)),
                                    interpolation=cv2.INTER_AREA)
+            if right_shift and side == src.right_dir:
+                h, w = image.shape[:2]
+                image = cv2.warpAffine(image, np.float32([[1, 0, right_shift], [0, 1, 0]]),
+                                       (w, h), flags=cv2.INTER_CUBIC,
+                                       borderMode=cv2.BORDER_REPLICATE)
             if params is not None:
                 image = change_light(image, params, rng)
             if repeat:

@@ -151,7 +151,10 @@ class BackendNode(Node):
         self.pub_status.publish(String(data=json.dumps(
             {'frames': self.frames, 'tracking_lost': getattr(odo, 'lost', 0),
              'smoother_resets': getattr(odo, 'resets', 0),
-             'stationary': getattr(odo, 'stationary', 0), 'dropped': dict(self.drops.counts)})))
+             'stationary': getattr(odo, 'stationary', 0),
+             'disparity_offset_px': (round(odo.offset.value, 4) if hasattr(odo, 'offset')
+                                     else None),
+             'dropped': dict(self.drops.counts)})))
 
 
 def main(args=None) -> int:

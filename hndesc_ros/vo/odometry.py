@@ -76,6 +76,7 @@ class StereoOdometry:
         self.offset = DisparityOffset(initial=self.cfg.disparity_offset)
         self._prev: Optional[tuple] = None        # (raw Observations, pose) of the last frame
         self._pending: Optional[Keyframe] = None  # keyframe of a deferred mapping step
+        self._offset_job: Optional[tuple] = None    # ... and its offset estimate's input
 
     def close(self) -> None:
         """Stop the background mapper (if any)."""
@@ -161,8 +162,8 @@ class StereoOdometry:
                 publish the pose first; the results are those of an immediate mapping as long
                 as :meth:`map_pending` runs before the next frame.
         """
-        if self._pending is not None:  # a deferred mapping step the caller did not run
-            self.map_pending()
+        if self._pending is not None or self._offset_job is not None:
+            self.map_pending()  # a deferred mapping step the caller did not run
         t0 = time.perf_counter()
         c = self.cfg
         raw = obs
@@ -203,11 +204,9 @@ class StereoOdometry:
             self.kf_ids = set(ids[inliers].tolist())
         self.motion.update(T_new, obs.stamp, tracked)
         self._update_points(obs, stereo_ok, outlier)
-        t2 = time.perf_counter()
-        self._estimate_offset(raw, T_new, ids[inliers] if tracked else None)
+        self._offset_job = (raw, T_new, ids[inliers] if tracked else None)
         self.frames += 1
-        timings = {**obs.timings, 'pnp': (t1 - t0) * 1e3,
-                   'disparity_offset': (time.perf_counter() - t2) * 1e3}
+        timings = {**obs.timings, 'pnp': (t1 - t0) * 1e3}
         if not defer_mapping:
             timings['mapping'] = self.map_pending()
         return FrameResult(obs.index, obs.stamp, T_new.copy(), tracked, keyframe, len(inliers),
@@ -245,9 +244,12 @@ class StereoOdometry:
 
     def map_pending(self) -> float:
         """The mapping step of the latest frame: its keyframe (if it is one) to the mapper
-        (inline: optimised now; background: queued) and the finished updates applied.
-        Returns the milliseconds it took."""
+        (inline: optimised now; background: queued), the finished updates applied, and its
+        disparity-offset estimate. Returns the milliseconds it took."""
         t0 = time.perf_counter()
+        if self._offset_job is not None:
+            job, self._offset_job = self._offset_job, None
+            self._estimate_offset(*job)
         keyframe, self._pending = self._pending, None  # submitted once, even if it fails
         if self.mapper is not None:
             if keyframe is not None:
