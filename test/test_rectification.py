@@ -66,22 +66,30 @@ def test_two_view_offset_drops_wrong_matches():
 
 def test_no_translation_no_offset():
     """Turning on the spot shows no depth: the pair carries (almost) no information on the
-    offset, and DisparityOffset leaves it out."""
+    offset (measured: sigma 1.4 px, against 0.05 px for the same points with a 1 m step), and
+    DisparityOffset leaves it out."""
     rng = np.random.default_rng(2)
-    uv0, ur0, uv1, ur1, T10 = _pair(rng, 0.5, T10=_motion(forward=0.0, yaw=0.05))
-    T10[:3, 3] = 0
-    out = two_view_offset(uv0, ur0, uv1, ur1, CALIB, T10)
+    turn = make_T(cv2.Rodrigues(np.array([[0.0], [0.05], [0.0]]))[0], [0.0, 0.0, 0.0])
+    uv0, ur0, uv1, ur1, _ = _pair(rng, 0.5, T10=turn)
+    got, info, _ = two_view_offset(uv0, ur0, uv1, ur1, CALIB, turn, sigma_px=0.3)
+    assert 1 / np.sqrt(info) > 1.0
     est = DisparityOffset()
-    assert out is None or not est.add(out[0], out[1])
+    assert not est.add(got, info)
     assert est.value == 0.0 and est.pairs == 0
 
 
 def test_fusion_is_robust_and_bounded():
     est = DisparityOffset(initial=0.1)
-    assert est.value == 0.1  # the prior holds until a pair enters
-    for v in [0.2, 0.25, 0.22, 0.18, 2.9, -2.5, 0.21]:  # two wild pairs among seven
+    for v in [2.9, 0.2]:
+        est.add(v, 100.0)
+    assert est.value == 0.1  # the initial value holds until 3 pairs have entered
+    for v in [0.25, 0.22, 0.18, -2.5, 0.21]:  # two wild pairs among seven
         est.add(v, 100.0)
     assert abs(est.value - 0.21) < 0.03
+    low = DisparityOffset()
+    for v in [0.3, 0.35, 0.4, 0.32]:  # low information (sigma 0.45 px) enters all the same
+        assert low.add(v, 5.0)
+    assert abs(low.value - 0.335) < 1e-9  # the two middle values' mean (equal weights)
     assert not est.add(7.0, 100.0)       # beyond max_px
     assert not est.add(0.2, 1.0)         # sigma 1 px: uninformative
     assert not est.add(float('nan'), 100.0)
@@ -115,25 +123,26 @@ def _drive(offset, estimate, frames=40, n=400, seed=3):
 
 def test_the_back_end_removes_an_offset():
     """0.4 px of offset stretches a drive; the estimate finds it and most of the stretch goes
-    (measured: stretch +2.9 % without the estimate, +0.9 % with it, offset 0.36 px). Ratios
-    are taken against the same drive without offset and without the estimate (0.995: this
-    plain frame-to-frame PnP without the smoother has its own small bias)."""
+    (measured: +2.85 % without the estimate, +1.25 % with it, offset 0.36 px: the first frames
+    run before the estimate has its 3 pairs). Ratios are taken against the same drive without
+    offset and without the estimate (0.995: this plain frame-to-frame PnP without the smoother
+    has its own small bias)."""
     _, base = _drive(0.0, estimate=False)
     _, stretched = _drive(0.4, estimate=False)
     value, ratio = _drive(0.4, estimate=True)
     assert stretched - base > 0.02                # the bias the estimate must remove
     assert abs(value - 0.4) < 0.1
-    assert abs(ratio - base) < 0.4 * (stretched - base)
+    assert abs(ratio - base) < 0.5 * (stretched - base)
     value, ratio = _drive(0.0, estimate=True)     # a good rig stays a good rig
     assert abs(value) < 0.1 and abs(ratio - base) < 0.003
 
 
 def test_a_shifted_right_image_on_kitti06(kitti06, tmp_path):
     """Real frames: KITTI 06 (30 frames) with its right images moved 0.5 px to the right, a
-    rectification that shifts every disparity by 0.5 px. The estimate moves towards that
-    (measured: 0.29 -> 0.63 px over 30 frames; 0.25 -> 0.66 px over all 51) and takes most of
-    the error away (30 frames: ATE 0.084 m, path +0.9 %; not estimated 0.280 m, +2.7 %; the
-    unshifted frames 0.035 m)."""
+    rectification that shifts every disparity by 0.5 px. The estimate moves by about that
+    (measured: 0.25 -> 0.67 px over 30 frames; 0.24 -> 0.68 px over all 51) and takes most of
+    the error away (30 frames: ATE 0.090 m, path +0.9 %; not estimated 0.280 m, +2.7 %; the
+    unshifted frames 0.030 m)."""
     from hndesc_ros.config import load_config, set_param
     from hndesc_ros.datasets.kitti import KittiSequence
     from hndesc_ros.datasets.variants import write_variant

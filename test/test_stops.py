@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import pytest
 from rclpy.parameter import Parameter
@@ -38,6 +39,23 @@ def test_variant_repeats_frames_with_fresh_noise_and_holds_the_ground_truth(tmp_
         diff = fr.left.astype(float) - first.left
         assert 1.0 < diff.std() < 3.0 and abs(diff.mean()) < 0.5
     assert not np.array_equal(again.left, third.left)
+
+
+def test_variant_scaled_and_shifted(tmp_path, kitti06):
+    """A smaller camera (``scale``): images and projection matrices follow, pixel centres
+    kept; a rectification offset (``right_shift``): only the right image moves, to the
+    right, by the given sub-pixel amount."""
+    src = KittiSequence(kitti06, count=2)
+    half = KittiSequence(write_variant(kitti06, tmp_path / 'half', [0, 1], scale=0.5))
+    c, h = src.calib, half.calib
+    assert half.frame(0).left.shape == (185, 613) and (h.width, h.height) == (613, 185)
+    assert np.isclose(h.fx, c.fx / 2) and np.isclose(h.baseline, c.baseline)
+    assert np.isclose(h.cx, (c.cx + 0.5) / 2 - 0.5) and np.isclose(h.cy, (c.cy + 0.5) / 2 - 0.5)
+    shifted = KittiSequence(write_variant(kitti06, tmp_path / 'shift', [0], right_shift=0.5))
+    a, b = src.frame(0), shifted.frame(0)
+    assert np.array_equal(a.left, b.left)
+    flow = cv2.calcOpticalFlowFarneback(a.right, b.right, None, 0.5, 1, 15, 3, 5, 1.1, 0)
+    assert abs(np.median(flow[..., 0]) - 0.5) < 0.05 and abs(np.median(flow[..., 1])) < 0.05
 
 
 def test_mono_through_a_start_from_rest_and_a_stop_on_kitti00(tmp_path):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -78,14 +78,20 @@ def change_light(image: np.ndarray, params: dict, rng: np.random.Generator) -> n
     return np.clip(np.rint(x), 0, 255).astype(np.uint8)
 
 
-def write_scaled_calib(src: Path, dst: Path, scale: float) -> None:
+def scaled_size(width: int, height: int, scale: float) -> Tuple[int, int]:
+    """The (width, height) of an image resized by ``scale`` (rounded, at least 1 px)."""
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def write_scaled_calib(src: Path, dst: Path, sx: float, sy: float) -> None:
     """Copy a KITTI ``calib.txt``, each projection matrix P scaled for images resized by
-    ``scale`` (pixel centres: x' = (x + 0.5) * scale - 0.5, so P' = S P)."""
-    S = np.array([[scale, 0, 0.5 * scale - 0.5], [0, scale, 0.5 * scale - 0.5], [0, 0, 1]])
+    ``sx`` x ``sy`` (new size / old size per axis; pixel centres: x' = (x + 0.5) sx - 0.5,
+    so P' = S P)."""
+    S = np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1]])
     lines = []
     for line in Path(src).read_text().splitlines():
         key, _, values = line.partition(':')
-        if scale != 1 and key.strip().startswith('P') and len(values.split()) == 12:
+        if (sx, sy) != (1, 1) and key.strip().startswith('P') and len(values.split()) == 12:
             P = S @ np.array(values.split(), float).reshape(3, 4)
             line = f'{key}: ' + ' '.join(f'{v:.12e}' for v in P.ravel())
         lines.append(line)
@@ -132,7 +138,9 @@ def write_variant(seq_dir: str | Path, out_dir: str | Path, order: Sequence[int]
             old.unlink()
     if not 0 < scale <= 1:
         raise HndescError(f'scale {scale}: must be in (0, 1]')
-    write_scaled_calib(src.dir / 'calib.txt', out / 'calib.txt', scale)
+    size = scaled_size(src.calib.width, src.calib.height, scale)
+    write_scaled_calib(src.dir / 'calib.txt', out / 'calib.txt', size[0] / src.calib.width,
+                       size[1] / src.calib.height)
     if light is not None:
         light_params(light, 0, np.random.default_rng(0))  # an unknown name fails here
     rng = np.random.default_rng(seed)
@@ -149,9 +157,7 @@ def write_variant(seq_dir: str | Path, out_dir: str | Path, order: Sequence[int]
         for side in sides:  # each camera's own sensor noise
             image = cv2.imread(str(side / src.names[i]), cv2.IMREAD_UNCHANGED)
             if scale != 1:
-                h, w = image.shape[:2]
-                image = cv2.resize(image, (round(w * scale), round(h * scale)),
-                                   interpolation=cv2.INTER_AREA)
+                image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
             if right_shift and side == src.right_dir:
                 h, w = image.shape[:2]
                 image = cv2.warpAffine(image, np.float32([[1, 0, right_shift], [0, 1, 0]]),

@@ -119,7 +119,8 @@ def evaluate(est: np.ndarray, gt: np.ndarray, mode: str = 'se3') -> Dict[str, fl
     out['ate_pct_of_path'] = 100 * out['ate_rmse_m'] / max(out['path_length_m'], 1e-9)
     # the error split into scale and shape: path length against the ground truth's, and the
     # ATE left after a Sim(3) alignment (what a correct scale would leave)
-    out['path_ratio'] = path_length(est) / max(out['path_length_m'], 1e-9)
+    out['path_ratio'] = (path_length(est) / max(out['path_length_m'], 1e-9)
+                         if mode != 'sim3' else None)  # no scale to compare without it
     out['ate_sim3_m'] = a['rmse'] if mode == 'sim3' else ate(est, gt, 'sim3')['rmse']
     k = kitti_errors(est, gt)
     out['t_err_pct'] = k['t_err_pct'] if k else None

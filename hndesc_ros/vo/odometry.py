@@ -45,7 +45,7 @@ class StereoOdometry:
     The rectification's disparity offset (:mod:`~hndesc_ros.vo.rectification`) is removed
     from every right u before use: ``vo.disparity_offset`` when it is known, else (with
     ``vo.estimate_disparity_offset``) estimated from consecutive tracked frames, from that
-    value, over the first ``OFFSET_PAIRS`` pairs that inform it (about 0.03 px then).
+    value, over the first ``OFFSET_PAIRS`` pairs that inform it.
 
     Args:
         calib: rectified stereo calibration.
@@ -228,9 +228,9 @@ class StereoOdometry:
         row_c = {t: i for i, t in enumerate(raw.track_ids.tolist())}
         pairs = np.array([(row_p[t], row_c[t]) for t in inlier_ids.tolist() if t in row_p],
                          np.int64).reshape(-1, 2)
-        if len(pairs):
-            pairs = pairs[np.isfinite(p.u_right[pairs[:, 0]])
-                          & (p.uv[pairs[:, 0], 0] - p.u_right[pairs[:, 0]] > 1.0)]
+        if len(pairs):  # stereo in the previous frame, at least 1 px of disparity
+            disparity = p.uv[pairs[:, 0], 0] - (p.u_right[pairs[:, 0]] - self.offset.value)
+            pairs = pairs[np.isfinite(disparity) & (disparity > 1.0)]
         if len(pairs) < self.cfg.min_inliers:
             return
         pairs = pairs[np.linspace(0, len(pairs) - 1, min(len(pairs), self.OFFSET_POINTS))
@@ -247,13 +247,17 @@ class StereoOdometry:
         (inline: optimised now; background: queued), the finished updates applied, and its
         disparity-offset estimate. Returns the milliseconds it took."""
         t0 = time.perf_counter()
+        keyframe, self._pending = self._pending, None  # submitted once, even if it fails
+        if self.mapper is not None and keyframe is not None:
+            self.mapper.submit(keyframe)
         if self._offset_job is not None:
             job, self._offset_job = self._offset_job, None
-            self._estimate_offset(*job)
-        keyframe, self._pending = self._pending, None  # submitted once, even if it fails
+            try:
+                self._estimate_offset(*job)
+            except Exception as exc:  # optional: a failure leaves the offset as it was
+                LOG.warning('disparity offset estimate failed (%s); keeping %.3f px',
+                            describe(exc), self.offset.value)
         if self.mapper is not None:
-            if keyframe is not None:
-                self.mapper.submit(keyframe)
             self._apply(self.mapper.poll())
         return (time.perf_counter() - t0) * 1e3
 

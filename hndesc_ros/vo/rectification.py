@@ -10,9 +10,9 @@ The offset is observable from motion, with no ground truth: the same points seen
 stereo frames must agree on one rigid motion, and only the right offset makes near and far
 points agree on its length. :func:`two_view_offset` is that two-frame stereo bundle adjustment
 (Gauss-Newton over the motion, the offset and every point, the points eliminated by their
-Schur complement), which returns the offset and its information (1 / variance) with the motion
-marginalised out. :class:`DisparityOffset` fuses those per-pair estimates into one value,
-starting from 0 with a prior, gating pairs that disagree, and bounding the result.
+Schur complement), which returns the offset and its information (1 / variance, scaled by the
+noise the residuals show) with the motion marginalised out. :class:`DisparityOffset` fuses
+those per-pair estimates into one bounded value by their weighted median.
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ import numpy as np
 
 from hndesc_ros.se3 import make_T, transform_points
 from hndesc_ros.types import StereoCalib
+from hndesc_ros.vo.geometry import triangulate_stereo
 
 
 def _project(pc: np.ndarray, c: StereoCalib) -> Tuple[np.ndarray, np.ndarray]:
@@ -45,42 +46,55 @@ def two_view_offset(uv0: np.ndarray, ur0: np.ndarray, uv1: np.ndarray, ur1: np.n
 
     Measurements: (u_left, v, u_right) in frame 0 and (u_left, v) in frame 1, plus u_right in
     frame 1 where finite. Unknowns: the motion, the offset (``u_right`` measured = predicted
-    + offset) and the N points (in frame 0). Huber-robust, ``sigma_px`` on every coordinate;
-    solved twice, the second time without the points whose residual in either frame exceeds
-    ``gate`` sigmas after the first (a wrong match pulls even a robust fit).
+    + offset) and the N points (in frame 0). Huber-robust; solved twice, the second time
+    without the points whose residual in either frame exceeds ``gate`` sigmas after the first
+    (a wrong match pulls even a robust fit). Points whose disparity, less ``offset``, is not
+    positive are left out.
 
     Args:
-        uv0, uv1: (N, 2) left pixels; ur0: (N,) right u in frame 0 (finite); ur1: (N,) right
-            u in frame 1 (NaN: none).
-        T_10: (4, 4) initial T_cam1_cam0 (e.g. the two frames' tracked poses).
-        offset: initial offset (px).
+        uv0: (N, 2) left pixels in frame 0.
+        ur0: (N,) right u in frame 0 (finite), as measured.
+        uv1: (N, 2) left pixels in frame 1.
+        ur1: (N,) right u in frame 1, as measured (NaN: none).
+        calib: rectified stereo calibration.
+        T_10: (4, 4) initial T_cam1_cam0 (e.g. from the two frames' tracked poses).
+        offset: initial offset (px), relative to the measurements.
+        sigma_px: assumed noise of a coordinate (px): the Huber scale and the gate's unit.
+        iterations: Gauss-Newton steps per solve (at most).
+        huber_k: Huber threshold in sigmas.
+        gate: residual, in sigmas, beyond which a point leaves the second solve.
     Returns:
-        (offset px, its information 1 / px^2 with the motion marginalised, refined T_10), or
-        None when the system is degenerate.
+        (offset px, its information in 1 / px^2 with the motion marginalised and scaled by
+        the residuals' own variance, refined T_10), or None when too few points remain or the
+        system is degenerate.
     """
+    ok = uv0[:, 0] - (ur0 - offset) > 0
+    uv0, ur0, uv1, ur1 = uv0[ok], ur0[ok], uv1[ok], ur1[ok]
     first = _bundle(uv0, ur0, uv1, ur1, calib, T_10, offset, sigma_px, iterations, huber_k)
     if first is None:
         return None
     keep = first[3] <= gate * sigma_px
-    if keep.all():
-        return first[:3]
-    if keep.sum() < 6:
-        return None
-    second = _bundle(uv0[keep], ur0[keep], uv1[keep], ur1[keep], calib, first[2], first[0],
-                     sigma_px, iterations, huber_k)
-    return None if second is None else second[:3]
+    if not keep.all():
+        first = _bundle(uv0[keep], ur0[keep], uv1[keep], ur1[keep], calib, first[2],
+                        first[0], sigma_px, iterations, huber_k)
+    return None if first is None else first[:3]
 
 
-def _bundle(uv0, ur0, uv1, ur1, calib, T_10, offset, sigma_px, iterations, huber_k):
-    """:func:`two_view_offset`'s Gauss-Newton -> (offset, information, T_10, (N,) largest
-    residual norm of each point over the two frames) or None."""
+def _bundle(uv0: np.ndarray, ur0: np.ndarray, uv1: np.ndarray, ur1: np.ndarray,
+            calib: StereoCalib, T_10: np.ndarray, offset: float, sigma_px: float,
+            iterations: int, huber_k: float
+            ) -> Optional[Tuple[float, float, np.ndarray, np.ndarray]]:
+    """One Gauss-Newton solve of :func:`two_view_offset` (same arguments).
+
+    Returns:
+        (offset, information, T_10, (N,) largest residual norm of each point over the two
+        frames), or None.
+    """
     c = calib
     n = len(uv0)
-    d0 = uv0[:, 0] - (ur0 - offset)
-    if n < 6 or np.any(d0 <= 0):
+    if n < 6:
         return None
-    z = c.fx * c.baseline / d0
-    X = np.stack([(uv0[:, 0] - c.cx) * z / c.fx, (uv0[:, 1] - c.cy) * z / c.fy, z], 1)
+    X = triangulate_stereo(uv0, ur0 - offset, c)  # frame 0
     T = T_10.copy()
     meas0 = np.c_[uv0, ur0]
     meas1 = np.c_[uv1, np.where(np.isfinite(ur1), ur1, 0.0)]
@@ -134,7 +148,8 @@ def _bundle(uv0, ur0, uv1, ur1, calib, T_10, offset, sigma_px, iterations, huber
         T = make_T(cv2.Rodrigues(dc[:3].reshape(3, 1))[0], dc[3:6]) @ T
         offset += dc[6]
         X = X + dX
-        if np.abs(dc).max() < 1e-4:  # rad, m and px: converged
+        # converged: the step below 1e-4 (rad, m, px) for the camera block and every point
+        if max(np.abs(dc).max(), np.abs(dX).max()) < 1e-4:
             break
     if H is None or not np.isfinite(offset):
         return None
@@ -149,6 +164,14 @@ def _bundle(uv0, ur0, uv1, ur1, calib, T_10, offset, sigma_px, iterations, huber
     r0[:, 2] += offset
     r1[:, 2] = (r1[:, 2] + offset) * has_r1
     worst = np.maximum(np.linalg.norm(r0, axis=1), np.linalg.norm(r1, axis=1))
+    # the information assumed sigma_px; the residuals tell the actual noise (a posteriori
+    # variance over the degrees of freedom: measured rows less 3 per point and 7)
+    dof = 3 * n + 2 * n + int(has_r1.sum()) - 3 * n - 7
+    inliers = worst <= 3 * huber_k * sigma_px  # a wrong match would inflate the variance
+    if dof <= 0 or inliers.sum() < 6:
+        return None
+    var = (np.sum(r0[inliers] ** 2) + np.sum(r1[inliers] ** 2)) / (dof * inliers.mean())
+    info *= sigma_px ** 2 / max(var, 1e-6)
     return (float(offset), info, T, worst) if info > 0 else None
 
 
@@ -157,30 +180,25 @@ class DisparityOffset:
 
     Real pairs have heavy tails (a wrong stereo match at a small disparity can move one pair's
     estimate by pixels), so the estimates are fused by their weighted median, each weighted by
-    its information (capped at that of a 0.1 px estimate, so no single pair decides). The
-    prior (``initial``, weight ``1 / prior_sigma^2``) is one more entry: it holds the value
-    until the motion has shown something. Pairs less certain than ``max_pair_sigma`` or
-    beyond ``max_px`` are left out, and the value is bounded by ``max_px``.
+    its information, capped at that of a 0.1 px estimate so that no single pair decides. The
+    value stays at ``initial`` until ``min_pairs`` pairs have entered. Pairs less certain
+    than ``max_pair_sigma`` or beyond ``max_px`` are left out, and the value is bounded by
+    ``max_px``.
 
     Attributes:
         value: the offset to remove from measured right u (px).
-        sigma: its uncertainty from the information gathered (px).
         pairs: pairs that entered.
     """
 
     CAP_INFO = 1.0 / 0.1 ** 2
 
-    def __init__(self, initial: float = 0.0, prior_sigma: float = 0.5, max_px: float = 3.0,
+    def __init__(self, initial: float = 0.0, min_pairs: int = 3, max_px: float = 3.0,
                  max_pair_sigma: float = 0.5):
-        self.estimates = [float(initial)]
-        self.weights = [1.0 / prior_sigma ** 2]
-        self.max_px, self.max_pair_sigma = max_px, max_pair_sigma
+        self.estimates: list = []
+        self.weights: list = []
+        self.min_pairs, self.max_px, self.max_pair_sigma = min_pairs, max_px, max_pair_sigma
         self.pairs = 0
         self.value = float(np.clip(initial, -max_px, max_px))
-
-    @property
-    def sigma(self) -> float:
-        return float(1.0 / np.sqrt(sum(self.weights)))
 
     def add(self, offset: float, info: float) -> bool:
         """One pair's estimate (relative to the raw measurements) and its information; False
@@ -191,9 +209,20 @@ class DisparityOffset:
         self.estimates.append(float(offset))
         self.weights.append(float(min(info, self.CAP_INFO)))
         self.pairs += 1
-        order = np.argsort(self.estimates)
-        w = np.asarray(self.weights)[order]
-        half = np.searchsorted(np.cumsum(w), 0.5 * w.sum())
-        self.value = float(np.clip(np.asarray(self.estimates)[order][half], -self.max_px,
-                                   self.max_px))
+        if self.pairs >= self.min_pairs:
+            self.value = float(np.clip(weighted_median(self.estimates, self.weights),
+                                       -self.max_px, self.max_px))
         return True
+
+
+def weighted_median(values, weights) -> float:
+    """The value at half the total weight (the mean of the two middle values when half the
+    weight falls exactly between them)."""
+    order = np.argsort(values)
+    v, w = np.asarray(values, float)[order], np.asarray(weights, float)[order]
+    cum = np.cumsum(w)
+    half = 0.5 * cum[-1]
+    i = int(np.searchsorted(cum, half))
+    if np.isclose(cum[i], half) and i + 1 < len(v):
+        return float(0.5 * (v[i] + v[i + 1]))
+    return float(v[i])
