@@ -157,3 +157,27 @@ def test_a_shifted_right_image_on_kitti06(kitti06, tmp_path):
     assert est['tracking_lost'] == 0
     assert est['ate_rmse_m'] < 0.5 * off['ate_rmse_m']
     assert abs(est['path_ratio'] - 1) < 0.5 * abs(off['path_ratio'] - 1)
+
+
+def test_the_front_end_starts_landmarks_with_the_back_ends_offset(kitti06):
+    """Offline, the refined landmarks bring the back end's offset to the front end's local
+    map (its new landmarks then agree with the refined ones); without vo.share_map neither
+    travels (as between the nodes with it off)."""
+    from hndesc_ros.config import load_config, set_param
+    from hndesc_ros.datasets.kitti import KittiSequence
+    from hndesc_ros.vo.pipeline import StereoVO
+    seq = KittiSequence(kitti06, count=12)
+    for share in (True, False):
+        cfg = load_config()
+        set_param(cfg, 'vo.share_map', share)
+        vo = StereoVO(seq.calib, cfg)
+        try:
+            for k in range(len(seq)):
+                res = vo.process(seq.frame(k))
+                if share and res.keyframe and k > 0:  # a keyframe's update carries it
+                    assert vo.frontend.tracker.disparity_offset == vo.odometry.offset.value
+            assert vo.odometry.offset.pairs >= 3 and vo.odometry.offset.value != 0.0
+            if not share:
+                assert vo.frontend.tracker.disparity_offset == 0.0
+        finally:
+            vo.close()

@@ -17,7 +17,7 @@ import numpy as np
 from nav_msgs.msg import Odometry, Path
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, PointCloud2
-from std_msgs.msg import Header, String
+from std_msgs.msg import Float32, Header, String
 
 from hndesc_ros.errors import HndescError
 from hndesc_ros.ros.common import DropCounter, spin_node, subscribe_camera_info, topic_qos
@@ -61,6 +61,8 @@ class BackendNode(Node):
         self.pub_status = self.create_publisher(String, 'backend/status', 10)
         self.pub_landmarks = self.create_publisher(PointCloud2, 'backend/landmarks',
                                                    topic_qos(True, 10))
+        self.pub_offset = self.create_publisher(Float32, 'backend/disparity_offset',
+                                                topic_qos(True, 10))
         self.path = Path()
         self.path.header.frame_id = r.odom_frame
         self.tf = None
@@ -125,6 +127,8 @@ class BackendNode(Node):
         for u in self.odometry.map_updates():  # empty unless vo.share_map
             header = Header(stamp=self.origin, frame_id=msg.header.frame_id)
             self.pub_landmarks.publish(landmarks_to_cloud(u.track_ids, u.points, header))
+            if u.disparity_offset is not None:
+                self.pub_offset.publish(Float32(data=float(u.disparity_offset)))
         self._status()
 
     def destroy_node(self) -> None:

@@ -8,7 +8,8 @@ With ``ros.drop_stale`` (default, live cameras) pairs are processed in a worker 
 newest complete pair replaces one still waiting (counted as ``stale_dropped``): latency stays
 bounded at any input rate. Without it every pair is processed in order (exact bag replay).
 It also subscribes ``backend/landmarks`` (landmark positions refined by the back end's mapper,
-applied to the local map).
+applied to the local map) and ``backend/disparity_offset`` (std_msgs/Float32: the px the back
+end removes from right u, which the local map's new landmarks then use too).
 Publishes: ``features/matches`` (PointCloud2, layout in conversions.py), ``features/timing``
 (std_msgs/String, JSON of milliseconds per stage), ``features/debug_image`` (only while someone
 subscribes), ``frontend/status`` (String, JSON: frames processed, bad inputs dropped by reason,
@@ -17,12 +18,13 @@ stale pairs replaced).
 from __future__ import annotations
 
 import json
+import math
 from collections import deque
 from typing import Dict, Optional
 
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
-from std_msgs.msg import String
+from std_msgs.msg import Float32, String
 
 from hndesc_ros.errors import HndescError
 from hndesc_ros.ros.common import DropCounter, spin_node, subscribe_camera_info, topic_qos
@@ -68,6 +70,9 @@ class FrontendNode(Node):
                                      lambda m: self._on_image('right', m), qos)
         subscribe_camera_info(self, self.mono, self._on_info, qos)
         self.create_subscription(PointCloud2, 'backend/landmarks', self._on_landmarks,
+                                 topic_qos(True, 10))
+        self.disparity_offset: Optional[float] = None  # from the back end, for the next frame
+        self.create_subscription(Float32, 'backend/disparity_offset', self._on_offset,
                                  topic_qos(True, 10))
         # transient-local: a back end that joins late (DDS discovery under load) and asks for
         # it (exact replay) still gets the last 100 frames' matches; volatile ones match too
@@ -119,6 +124,10 @@ class FrontendNode(Node):
             self.drops.drop('bad_landmarks', str(exc))
             return self._status()
 
+    def _on_offset(self, msg: Float32) -> None:
+        if math.isfinite(msg.data):
+            self.disparity_offset = float(msg.data)
+
     def _on_image(self, side: str, msg: Image) -> None:
         stamp = stamp_to_ns(msg.header.stamp)
         before = sum(self.sync.dropped.values())
@@ -152,6 +161,9 @@ class FrontendNode(Node):
     def _process(self, stamp_ns: int, lmsg: Image, rmsg: Optional[Image]) -> None:
         while self.landmarks:
             self.frontend.tracker_update(*self.landmarks.popleft())
+        if self.disparity_offset is not None:
+            self.frontend.set_disparity_offset(self.disparity_offset)
+            self.disparity_offset = None
         if self._out_of_order(stamp_ns, self.last_ns):
             return
         try:

@@ -62,6 +62,8 @@ class MapUpdate:
         index: frame index of the keyframe; T_world_cam: (4, 4) its optimised pose.
         track_ids: (K,) int64 ids whose landmark is in the window; points: (K, 3) world.
         reset: the smoother failed on this keyframe and its window restarted here.
+        disparity_offset: px the back end removed from right u when it shared this update
+            (set by :meth:`StereoOdometry.map_updates`; None from the mapper itself).
     """
 
     index: int
@@ -69,6 +71,7 @@ class MapUpdate:
     track_ids: np.ndarray
     points: np.ndarray
     reset: bool = False
+    disparity_offset: Optional[float] = None
 
 
 class Mapper:

@@ -147,9 +147,11 @@ class StereoOdometry:
                     self.points[t] = p
 
     def map_updates(self) -> List[MapUpdate]:
-        """Refined landmarks that arrived since the last call, to share with the front end
-        (always empty without ``vo.share_map``)."""
+        """Refined landmarks that arrived since the last call, to share with the front end,
+        each with the current disparity offset (always empty without ``vo.share_map``)."""
         out, self._shared = self._shared, []
+        for u in out:
+            u.disparity_offset = self.offset.value
         return out
 
     # ------------------------------------------------------------------ main

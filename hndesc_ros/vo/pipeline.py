@@ -188,10 +188,19 @@ class StereoFrontend:
         if self._owns_extractor:
             self.extractor.close()
 
-    def tracker_update(self, ids: np.ndarray, points: np.ndarray) -> None:
-        """Refined landmark positions ((K,) ids, (K, 3) world) from the back end's mapper."""
+    def tracker_update(self, ids: np.ndarray, points: np.ndarray,
+                       disparity_offset: Optional[float] = None) -> None:
+        """Refined landmark positions ((K,) ids, (K, 3) world) from the back end's mapper,
+        and its disparity offset (px; None: unchanged)."""
         if not self.mono:
             self.tracker.apply_map_update(ids, points)
+            self.set_disparity_offset(disparity_offset)
+
+    def set_disparity_offset(self, px: Optional[float]) -> None:
+        """The back end's disparity offset (px), removed from right u where the local map
+        starts landmarks (None: unchanged; ignored in mono)."""
+        if px is not None and not self.mono:
+            self.tracker.disparity_offset = float(px)
 
 
 class StereoVO:
@@ -250,7 +259,7 @@ class StereoVO:
         self.last_observations = obs
         res = self.odometry.process(obs)
         for u in self.odometry.map_updates():  # empty unless vo.share_map
-            self.frontend.tracker_update(u.track_ids, u.points)
+            self.frontend.tracker_update(u.track_ids, u.points, u.disparity_offset)
         return res
 
     def finish(self) -> Dict[int, np.ndarray]:

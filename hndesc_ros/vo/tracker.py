@@ -136,6 +136,7 @@ class MapTracker:
         self.frames = 0
         self.lost = 0         # frames whose pose could not be measured (prediction kept)
         self.relocalised = 0  # frames tracked only by matching against the whole local map
+        self.disparity_offset = 0.0  # px, the back end's (with its refined landmarks)
 
     def apply_map_update(self, ids: np.ndarray, points: np.ndarray) -> int:
         """Landmark positions refined by the mapper (world frame)."""
@@ -217,15 +218,17 @@ class MapTracker:
         if not tracked:
             self.lost += 1
         t1 = time.perf_counter()
-        # new landmarks: unmatched keypoints with a usable stereo depth
-        stereo_ok = stereo_depth_ok(feats.keypoints, u_right, self.calib, c.min_depth,
+        # new landmarks: unmatched keypoints with a usable stereo depth (with the back end's
+        # disparity offset removed, so that they agree with its refined landmarks)
+        u_true = u_right - np.float32(self.disparity_offset)
+        stereo_ok = stereo_depth_ok(feats.keypoints, u_true, self.calib, c.min_depth,
                                     c.max_depth)
         new = (ids < 0) & stereo_ok
         k = int(new.sum())
         if k:
             ids[new] = np.arange(self.next_id, self.next_id + k)
             self.next_id += k
-            cam = triangulate_stereo(feats.keypoints[new], u_right[new], self.calib)
+            cam = triangulate_stereo(feats.keypoints[new], u_true[new], self.calib)
             self.map.add(ids[new], transform_points(T_new, cam), feats.descriptors[new],
                          self.frames)
         self.motion.update(T_new, stamp, tracked)
