@@ -220,6 +220,7 @@ class StereoVO:
         self.calib = calib
         self.frontend = StereoFrontend(calib, self.cfg, extractor)
         self.last_observations: Optional[Observations] = None
+        self._unmapped: Optional[FrameResult] = None  # the last frame, its mapping deferred
         self.odometry = (MonoOdometry(calib, self.cfg.vo, scale_fn) if self.cfg.vo.mono
                          else StereoOdometry(calib, self.cfg.vo))
 
@@ -255,15 +256,31 @@ class StereoVO:
                 yield self._finish(*item)
 
     def _finish(self, frame: StereoFrame, pf: PairFeatures) -> FrameResult:
+        """Track one pair and estimate its pose. Its mapping step runs when the next pair
+        comes (or in :meth:`finish`), after the caller has the pose, as the back-end node
+        publishes before it maps; the poses are those of immediate mapping, because the step
+        and the refined landmarks it shares reach the front end before the next pair is
+        tracked (``timings['mapping']`` is filled in then)."""
+        self._map_previous()
         obs = self.frontend.track(pf, frame.stamp, frame.index)
         self.last_observations = obs
-        res = self.odometry.process(obs)
-        for u in self.odometry.map_updates():  # empty unless vo.share_map
+        self._unmapped = self.odometry.process(obs, defer_mapping=True)
+        return self._unmapped
+
+    def _map_previous(self) -> None:
+        """The deferred mapping step of the last frame, and what it shares with the front end
+        (refined landmarks, the disparity offset: empty unless vo.share_map)."""
+        res, self._unmapped = self._unmapped, None
+        if res is None:
+            return
+        res.timings['mapping'] = self.odometry.map_pending()
+        for u in self.odometry.map_updates():
             self.frontend.tracker_update(u.track_ids, u.points, u.disparity_offset)
-        return res
 
     def finish(self) -> Dict[int, np.ndarray]:
-        """Wait for the mapper; returns the optimised keyframe poses by frame index."""
+        """The last frame's mapping step, then wait for the mapper; returns the optimised
+        keyframe poses by frame index."""
+        self._map_previous()
         self.odometry.finish()
         return dict(getattr(self.odometry, 'keyframe_poses', {}))
 
