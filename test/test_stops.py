@@ -157,9 +157,10 @@ def test_backend_node_counts_and_survives_a_smoother_failure(
         ros, kitti06, monkeypatch, mono):  # noqa: F811 (the ros fixture)
     """The back-end node (real rclpy, in-process) fed the front end's matches of 8 KITTI 06
     frames: the smoother raises once; every frame still gets a pose, and ``backend/status``
-    reports the restart."""
+    reports the restart. In stereo it also sends its disparity offset to the front end
+    (``backend/disparity_offset``) once 3 frame pairs have informed it."""
     from sensor_msgs.msg import CameraInfo, PointCloud2
-    from std_msgs.msg import Header, String
+    from std_msgs.msg import Float32, Header, String
     from hndesc_ros.ros.backend_node import BackendNode
     from hndesc_ros.ros.common import topic_qos
     from hndesc_ros.ros.conversions import observations_to_cloud
@@ -183,6 +184,9 @@ def test_backend_node_counts_and_survives_a_smoother_failure(
     status = []
     h.io.create_subscription(String, 'backend/status', lambda m: status.append(
         json.loads(m.data)), 10)
+    offsets = []
+    h.io.create_subscription(Float32, 'backend/disparity_offset',
+                             lambda m: offsets.append(m.data), qos)
     try:
         assert h.spin(lambda: matches.get_subscription_count() > 0, 10)
         for s in sides:
@@ -198,6 +202,12 @@ def test_backend_node_counts_and_survives_a_smoother_failure(
         h.close()
     assert status[-1]['smoother_resets'] == 1 and not status[-1]['dropped'], status[-1]
     assert (status[-1]['disparity_offset_px'] is None) == mono, status[-1]
+    if mono:
+        assert not offsets
+    else:
+        # with each keyframe's landmarks (the value goes on moving between keyframes)
+        assert offsets and all(abs(v) < 3.0 for v in offsets), offsets
+        assert node.odometry.offset.pairs >= 3
     assert np.all(np.isfinite(node.odometry.T if mono else node.odometry.motion.T))
 
 

@@ -124,11 +124,14 @@ class BackendNode(Node):
             self.drops.internal_error(exc)
         if self.origin is None:
             self.origin = msg.header.stamp  # the frame whose camera is the VO world
-        for u in self.odometry.map_updates():  # empty unless vo.share_map
+        updates = self.odometry.map_updates()  # empty unless vo.share_map
+        for u in updates:
             header = Header(stamp=self.origin, frame_id=msg.header.frame_id)
             self.pub_landmarks.publish(landmarks_to_cloud(u.track_ids, u.points, header))
-            if u.disparity_offset is not None:
-                self.pub_offset.publish(Float32(data=float(u.disparity_offset)))
+        offset = getattr(self.odometry, 'offset', None)
+        # once estimated (a restarted back end must not reset the front end's value to 0)
+        if updates and offset is not None and offset.pairs >= offset.min_pairs:
+            self.pub_offset.publish(Float32(data=float(offset.value)))
         self._status()
 
     def destroy_node(self) -> None:

@@ -35,6 +35,9 @@ from hndesc_ros.ros.params import declare_config
 from hndesc_ros.ros.sync import LatestWorker, StereoSynchronizer
 
 
+MAX_OFFSET_PX = 3.0  # a disparity offset beyond this is not one (DisparityOffset bounds it)
+
+
 class FrontendNode(Node):
     """Thin wrapper over :class:`hndesc_ros.vo.pipeline.StereoFrontend`."""
 
@@ -125,8 +128,8 @@ class FrontendNode(Node):
             return self._status()
 
     def _on_offset(self, msg: Float32) -> None:
-        if math.isfinite(msg.data):
-            self.disparity_offset = float(msg.data)
+        if math.isfinite(msg.data) and abs(msg.data) <= MAX_OFFSET_PX:
+            self.disparity_offset = float(msg.data)  # the latest wins
 
     def _on_image(self, side: str, msg: Image) -> None:
         stamp = stamp_to_ns(msg.header.stamp)
@@ -161,9 +164,7 @@ class FrontendNode(Node):
     def _process(self, stamp_ns: int, lmsg: Image, rmsg: Optional[Image]) -> None:
         while self.landmarks:
             self.frontend.tracker_update(*self.landmarks.popleft())
-        if self.disparity_offset is not None:
-            self.frontend.set_disparity_offset(self.disparity_offset)
-            self.disparity_offset = None
+        self.frontend.set_disparity_offset(self.disparity_offset)  # None: unchanged
         if self._out_of_order(stamp_ns, self.last_ns):
             return
         try:

@@ -190,15 +190,23 @@ class StereoFrontend:
 
     def tracker_update(self, ids: np.ndarray, points: np.ndarray,
                        disparity_offset: Optional[float] = None) -> None:
-        """Refined landmark positions ((K,) ids, (K, 3) world) from the back end's mapper,
-        and its disparity offset (px; None: unchanged)."""
+        """Refined landmarks from the back end's mapper.
+
+        Args:
+            ids: (K,) int64 landmark ids.
+            points: (K, 3) their world positions.
+            disparity_offset: the back end's disparity offset (px); None: unchanged.
+        """
         if not self.mono:
             self.tracker.apply_map_update(ids, points)
             self.set_disparity_offset(disparity_offset)
 
     def set_disparity_offset(self, px: Optional[float]) -> None:
-        """The back end's disparity offset (px), removed from right u where the local map
-        starts landmarks (None: unchanged; ignored in mono)."""
+        """Use the back end's disparity offset where the local map starts landmarks.
+
+        Args:
+            px: removed from every right u (px); None: unchanged. Ignored in mono.
+        """
         if px is not None and not self.mono:
             self.tracker.disparity_offset = float(px)
 
@@ -242,6 +250,7 @@ class StereoVO:
         if not self.cfg.vo.pipelined:
             for frame in it:
                 yield self.process(frame)
+                self._map_previous()  # while the caller waits for the next frame
             return
 
         def load():
@@ -254,6 +263,7 @@ class StereoVO:
             while (item := job.result()) is not None:
                 job = pool.submit(load)
                 yield self._finish(*item)
+                self._map_previous()  # while the next pair is read and extracted
 
     def _finish(self, frame: StereoFrame, pf: PairFeatures) -> FrameResult:
         """Track one pair and estimate its pose. Its mapping step runs when the next pair
@@ -273,7 +283,8 @@ class StereoVO:
         res, self._unmapped = self._unmapped, None
         if res is None:
             return
-        res.timings['mapping'] = self.odometry.map_pending()
+        # added: mono maps inside process() and reports that time itself
+        res.timings['mapping'] = res.timings.get('mapping', 0.0) + self.odometry.map_pending()
         for u in self.odometry.map_updates():
             self.frontend.tracker_update(u.track_ids, u.points, u.disparity_offset)
 
