@@ -225,3 +225,29 @@ def test_late_backend_in_exact_replay_gets_the_earlier_matches(ros, kitti06):
         h.close()
         if back is not None:
             back.destroy_node()
+
+
+def test_frontend_takes_the_back_ends_disparity_offset(ros, kitti06):
+    """``backend/disparity_offset`` reaches the front end's local map before its next pair;
+    NaN and values beyond 3 px (not an offset) are ignored, the latest good one stays."""
+    from std_msgs.msg import Float32
+    from hndesc_ros.ros.common import topic_qos
+    node, h, pub, info, got = frontend_under_test(Parameter('features.max_keypoints', value=300),
+                                                  Parameter('ros.drop_stale', value=False))
+    seq = KittiSequence(kitti06, count=3)
+    offset = h.io.create_publisher(Float32, 'backend/disparity_offset', topic_qos(True, 10))
+    try:
+        assert h.spin(lambda: info['right'].get_subscription_count() > 0, 10)
+        assert h.spin(lambda: offset.get_subscription_count() > 0, 10)
+        info['left'].publish(info_msg(seq))
+        info['right'].publish(info_msg(seq, 'right'))
+        for k, value in enumerate([0.4, float('nan'), 9.0]):
+            offset.publish(Float32(data=value))
+            h.spin(lambda: False, 0.2)
+            frame = seq.frame(k)
+            pub['left'].publish(image_msg(frame.left, (k + 1) * 10**9))
+            pub['right'].publish(image_msg(frame.right, (k + 1) * 10**9))
+            assert h.spin(lambda: len(got) == k + 1)
+            assert abs(node.frontend.tracker.disparity_offset - 0.4) < 1e-6, value
+    finally:
+        h.close()
