@@ -12,6 +12,10 @@ import numpy as np
 
 from hndesc_ros.errors import CalibrationError
 
+# the largest disparity offset (px) a rectification is taken to leave: the back end's estimate
+# is bounded by it, and the front end refuses a value beyond it (backend/disparity_offset)
+MAX_DISPARITY_OFFSET_PX = 3.0
+
 
 @dataclass
 class Features:

@@ -33,9 +33,7 @@ from hndesc_ros.ros.conversions import (calib_from_camera_info, camera_info_proj
                                         stamp_to_ns, stereo_to_numpy)
 from hndesc_ros.ros.params import declare_config
 from hndesc_ros.ros.sync import LatestWorker, StereoSynchronizer
-
-
-MAX_OFFSET_PX = 3.0  # a disparity offset beyond this is not one (DisparityOffset bounds it)
+from hndesc_ros.types import MAX_DISPARITY_OFFSET_PX
 
 
 class FrontendNode(Node):
@@ -128,7 +126,7 @@ class FrontendNode(Node):
             return self._status()
 
     def _on_offset(self, msg: Float32) -> None:
-        if math.isfinite(msg.data) and abs(msg.data) <= MAX_OFFSET_PX:
+        if math.isfinite(msg.data) and abs(msg.data) <= MAX_DISPARITY_OFFSET_PX:
             self.disparity_offset = float(msg.data)  # the latest wins
 
     def _on_image(self, side: str, msg: Image) -> None:

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from hndesc_ros.se3 import make_T, transform_points
-from hndesc_ros.types import StereoCalib
+from hndesc_ros.types import MAX_DISPARITY_OFFSET_PX, StereoCalib
 from hndesc_ros.vo.geometry import triangulate_stereo
 
 
@@ -99,16 +99,22 @@ def _bundle(uv0: np.ndarray, ur0: np.ndarray, uv1: np.ndarray, ur1: np.ndarray,
     meas0 = np.c_[uv0, ur0]
     meas1 = np.c_[uv1, np.where(np.isfinite(ur1), ur1, 0.0)]
     has_r1 = np.isfinite(ur1).astype(float)
-    H = None
-    for _ in range(iterations):
+
+    def residuals(X, T, offset):
+        """(n, 3) residuals in frame 0 and 1 (u_right of frame 1 zero where not measured),
+        their d/d(point) (n, 3, 3) each, and (n, 3) the points in frame 1."""
         pred0, J0 = _project(X, c)
         p1 = transform_points(T, X)
         pred1, J1p = _project(p1, c)
-        r0 = pred0 - meas0
+        r0, r1 = pred0 - meas0, pred1 - meas1
         r0[:, 2] += offset
-        r1 = pred1 - meas1
         r1[:, 2] = (r1[:, 2] + offset) * has_r1
         J1p[:, 2] *= has_r1[:, None]
+        return r0, r1, J0, J1p, p1
+
+    H = None
+    for _ in range(iterations):
+        r0, r1, J0, J1p, p1 = residuals(X, T, offset)
         # robust weights per point and frame (Huber on the block's norm), one per row
         w0, w1 = (np.where(e <= huber_k, 1.0, huber_k / np.maximum(e, 1e-12)) / sigma_px ** 2
                   for e in (np.linalg.norm(r0, axis=1) / sigma_px,
@@ -158,11 +164,7 @@ def _bundle(uv0: np.ndarray, ur0: np.ndarray, uv1: np.ndarray, ur1: np.ndarray,
         info = float(hoo - hmo @ np.linalg.solve(Hmm, hmo))
     except np.linalg.LinAlgError:
         return None
-    pred0, _ = _project(X, c)
-    pred1, _ = _project(transform_points(T, X), c)
-    r0, r1 = pred0 - meas0, pred1 - meas1
-    r0[:, 2] += offset
-    r1[:, 2] = (r1[:, 2] + offset) * has_r1
+    r0, r1 = residuals(X, T, offset)[:2]
     worst = np.maximum(np.linalg.norm(r0, axis=1), np.linalg.norm(r1, axis=1))
     # the information assumed sigma_px; the residuals tell the actual noise (a posteriori
     # variance over the degrees of freedom: measured rows less 3 per point and 7)
@@ -192,8 +194,8 @@ class DisparityOffset:
 
     CAP_INFO = 1.0 / 0.1 ** 2
 
-    def __init__(self, initial: float = 0.0, min_pairs: int = 3, max_px: float = 3.0,
-                 max_pair_sigma: float = 0.5):
+    def __init__(self, initial: float = 0.0, min_pairs: int = 3,
+                 max_px: float = MAX_DISPARITY_OFFSET_PX, max_pair_sigma: float = 0.5):
         self.estimates: list = []
         self.weights: list = []
         self.min_pairs, self.max_px, self.max_pair_sigma = min_pairs, max_px, max_pair_sigma
