@@ -52,6 +52,8 @@ class FeatureConfig:
     parallel: bool = True              # SIFT || network, and left || right, in two threads
     network_scale: float = 0.4         # network input scale (learned keypoints: at least 0.75)
     light: str = 'stretch'             # VO front end: none | stretch (a dim image) | clahe
+    max_noise: float = 4.0             # VO front end: grey levels of noise (after light) above
+    #                                    which a pair is blurred down to it; 0 = never
 
     def at_full_resolution(self) -> 'FeatureConfig':
         """This config with OpenCV's standard SIFT (2x-upsampled first octave) and the network
@@ -231,6 +233,8 @@ def validate(cfg: Config) -> Config:
         raise ConfigError('vo.still_parallax: must be >= 0 (0: never standing still)')
     if cfg.features.contrast_threshold < 0:
         raise ConfigError('features.contrast_threshold: must be >= 0')
+    if cfg.features.max_noise < 0:
+        raise ConfigError('features.max_noise: must be >= 0 (0: never blur)')
     return cfg
 
 

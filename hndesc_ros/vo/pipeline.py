@@ -22,7 +22,7 @@ from hndesc_ros.config import Config
 from hndesc_ros.errors import BackendUnavailable
 from hndesc_ros.features.extractor import Extractor
 from hndesc_ros.features.stereo import stereo_descriptors, stereo_klt
-from hndesc_ros.features.image import check_image, normalise_light, to_gray
+from hndesc_ros.features.image import check_image, normalise_light, suppress_noise, to_gray
 from hndesc_ros.types import Features, FrameResult, Observations, StereoCalib, StereoFrame
 from hndesc_ros.vo.mapper import MapUpdate
 from hndesc_ros.vo.odometry import MonoOdometry, StereoOdometry
@@ -116,10 +116,12 @@ class StereoFrontend:
         what stereo needs of the right one (left || right in two threads). Safe to run for the
         next frame while :meth:`track` handles this one (:meth:`StereoVO.run` does)."""
         t0 = time.perf_counter()
-        if self.cfg.features.light != 'none':  # on valid images only (one clear error)
+        f = self.cfg.features
+        if f.light != 'none' or f.max_noise > 0:  # on valid images only (one clear error)
             right = None if right is None or self.mono else check_image(right, 'right image')
-            left, right = normalise_light([check_image(left, 'left image'), right],
-                                          self.cfg.features.light)
+            left, right = suppress_noise(
+                normalise_light([check_image(left, 'left image'), right], f.light),
+                f.max_noise)
         if self.static is not None:
             fl, u_right = self.static.stereo_features(to_gray(left), to_gray(right))
             return PairFeatures(fl, None, None, u_right,
