@@ -106,6 +106,8 @@ class VOConfig:
     search_radius_px: float = 15.0     # local-map search window around the predicted pixel
     refine_radius_px: float = 4.0      # second search around the pixel at the PnP pose
     map_max_age: int = 10              # frames a local-map landmark survives unseen
+    klt_reobserve: bool = False        # landmarks seen in the last frame but not re-detected
+    #                                    are followed into this one by KLT (no descriptor)
     mono_window: int = 10              # frames in the monocular fixed-lag bundle adjustment
     mono_min_parallax: float = 2.0     # deg between a mono track's first and last ray
     still_parallax: float = 0.02       # deg of parallax below which the camera stands still

@@ -41,6 +41,8 @@ class PairFeatures:
         right: Features of the right image for descriptor stereo (None: mono, KLT or static).
         u_right: (N,) right u already known (KLT, the static front end), else None.
         timings: ms per stage so far.
+        image: the left (H, W) uint8 gray image the features come from (for KLT
+            re-observation, ``vo.klt_reobserve``), or None.
     """
 
     left: Features
@@ -48,6 +50,7 @@ class PairFeatures:
     right: Optional[Features]
     u_right: Optional[np.ndarray]
     timings: Dict[str, float] = field(default_factory=dict)
+    image: Optional[np.ndarray] = None
 
 
 def uses_static_frontend(cfg: Config) -> bool:
@@ -134,7 +137,8 @@ class StereoFrontend:
             right_job = self._pool.submit(right_fn, right)
         fl, sl = self.extractor.extract_with_sift(left)
         t1 = time.perf_counter()
-        pf = PairFeatures(fl, sl, None, None, {'extract_left': (t1 - t0) * 1e3})
+        pf = PairFeatures(fl, sl, None, None, {'extract_left': (t1 - t0) * 1e3},
+                          to_gray(left) if self.cfg.vo.klt_reobserve else None)
         if stereo and method == 'klt':
             pf.u_right = stereo_klt(to_gray(left), to_gray(right), fl.keypoints,
                                     self.cfg.matching)
@@ -174,7 +178,7 @@ class StereoFrontend:
         if self.mono:
             obs = self.tracker.track(pf.left, stamp, index)
         else:
-            obs = self.tracker.track(pf.left, u_right, stamp, index)
+            obs = self.tracker.track(pf.left, u_right, stamp, index, pf.image)
         obs.timings.update(pf.timings)
         return obs
 

@@ -137,6 +137,7 @@ class MapTracker:
         self.lost = 0         # frames whose pose could not be measured (prediction kept)
         self.relocalised = 0  # frames tracked only by matching against the whole local map
         self.disparity_offset = 0.0  # px, the back end's (with its refined landmarks)
+        self._last = None     # (image, ids, (K, 2) pixels) of the last frame (KLT re-observation)
 
     def apply_map_update(self, ids: np.ndarray, points: np.ndarray) -> int:
         """Landmark positions refined by the mapper (world frame)."""
@@ -169,8 +170,11 @@ class MapTracker:
         return m.indices[:, 0], m.indices[:, 1]
 
     def track(self, feats: Features, u_right: np.ndarray, stamp: float = 0.0,
-              index: int = 0) -> Observations:
+              index: int = 0, image: Optional[np.ndarray] = None) -> Observations:
         """One frame: left Features and (N,) right u of each keypoint (NaN: no stereo).
+
+        With ``image`` (the (H, W) uint8 left image) and ``vo.klt_reobserve``, landmarks of the
+        last frame that no keypoint here matched are followed by KLT (:meth:`_reobserve`).
 
         Returns:
             Observations: matched landmarks (PnP inliers) and the new landmarks started here.
@@ -232,14 +236,75 @@ class MapTracker:
             self.map.add(ids[new], transform_points(T_new, cam), feats.descriptors[new],
                          self.frames)
         self.motion.update(T_new, stamp, tracked)
+        keep = ids >= 0
+        obs_ids, obs_uv = ids[keep], feats.keypoints[keep]
+        obs_ur, obs_sc = u_right[keep], feats.scores[keep]
+        if c.klt_reobserve and image is not None:
+            if tracked:
+                k_ids, k_uv = self._reobserve(image, T_new, obs_ids)
+                obs_ids, obs_uv = np.r_[obs_ids, k_ids], np.r_[obs_uv, k_uv]
+                obs_ur = np.r_[obs_ur, np.full(len(k_ids), np.nan, np.float32)]
+                obs_sc = np.r_[obs_sc, np.zeros(len(k_ids), np.float32)]
+            self._last = (image, obs_ids, obs_uv.astype(np.float32))
         # forget landmarks unseen for too long
         self.map.keep(self.frames - self.map.last_seen <= c.map_max_age)
         self.frames += 1
-        keep = ids >= 0
-        return Observations(stamp, index, ids[keep], feats.keypoints[keep], u_right[keep],
-                            feats.scores[keep],
+        return Observations(stamp, index, obs_ids, obs_uv, obs_ur, obs_sc,
                             {'map_matching': (t1 - t0) * 1e3,
                              'map_update': (time.perf_counter() - t1) * 1e3})
+
+    def _reobserve(self, image: np.ndarray, T_world_cam: np.ndarray,
+                   seen: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """Landmarks observed in the last frame and not among ``seen`` (this frame's matches),
+        followed from their last pixel into ``image`` by pyramidal KLT, started at their
+        projection at this frame's pose. Kept when KLT converges, tracking back lands within
+        0.5 px of the start, and the result lies within ``vo.pnp_reprojection_px`` of the
+        projection (the pose agrees). Returns ((K,) ids, (K, 2) float32 pixels)."""
+        empty = np.zeros(0, np.int64), np.zeros((0, 2), np.float32)
+        if self._last is None:
+            return empty
+        prev_image, prev_ids, prev_uv = self._last
+        if prev_image.shape != image.shape:
+            return empty
+        cand = ~np.isin(prev_ids, seen)
+        rows = self._rows_of(prev_ids[cand])
+        cand_idx = np.nonzero(cand)[0][rows >= 0]
+        rows = rows[rows >= 0]
+        if not len(rows):
+            return empty
+        T_cw = inv(T_world_cam)
+        z = transform_points(T_cw, self.map.points[rows])[:, 2]
+        front = z > self.cfg.min_depth
+        rows, cand_idx = rows[front], cand_idx[front]
+        if not len(rows):
+            return empty
+        pred = project(self.map.points[rows], T_cw, self.calib).astype(np.float32)
+        p0 = prev_uv[cand_idx].reshape(-1, 1, 2)
+        win = (self.mcfg.klt_window, self.mcfg.klt_window)
+        crit = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 20, 0.03)
+        p1, st, _ = cv2.calcOpticalFlowPyrLK(prev_image, image, p0, pred.reshape(-1, 1, 2).copy(),
+                                             winSize=win, maxLevel=2, criteria=crit,
+                                             flags=cv2.OPTFLOW_USE_INITIAL_FLOW)
+        back, st2, _ = cv2.calcOpticalFlowPyrLK(image, prev_image, p1, p0.copy(), winSize=win,
+                                                maxLevel=2, criteria=crit,
+                                                flags=cv2.OPTFLOW_USE_INITIAL_FLOW)
+        p1 = p1.reshape(-1, 2)
+        h, w = image.shape[:2]
+        ok = ((st.ravel() == 1) & (st2.ravel() == 1)
+              & (np.linalg.norm(back.reshape(-1, 2) - p0.reshape(-1, 2), axis=1) < 0.5)
+              & (np.linalg.norm(p1 - pred, axis=1) < self.cfg.pnp_reprojection_px)
+              & (p1[:, 0] >= 0) & (p1[:, 0] < w) & (p1[:, 1] >= 0) & (p1[:, 1] < h))
+        self.map.last_seen[rows[ok]] = self.frames
+        return self.map.ids[rows[ok]], p1[ok].astype(np.float32)
+
+    def _rows_of(self, ids: np.ndarray) -> np.ndarray:
+        """Map rows of landmark ``ids`` (-1 where the map no longer holds one)."""
+        if not len(self.map.ids) or not len(ids):
+            return np.full(len(ids), -1, np.int64)
+        order = np.argsort(self.map.ids)
+        pos = np.clip(np.searchsorted(self.map.ids, ids, sorter=order), 0, len(order) - 1)
+        rows = order[pos]
+        return np.where(self.map.ids[rows] == ids, rows, -1)
 
 
 class TemporalTracker:
