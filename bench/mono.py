@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hndesc_ros.config import load_config, parse_overrides  # noqa: E402
+from hndesc_ros.config import frontend_features, load_config, parse_overrides  # noqa: E402
 from hndesc_ros.datasets.kitti import KittiSequence  # noqa: E402
 from hndesc_ros.eval import trajectory as tj  # noqa: E402
 from hndesc_ros.features.extractor import Extractor  # noqa: E402
@@ -77,7 +77,7 @@ def main():
     rows = []
     for name in a.extractors:
         base = {**parse_overrides(a.set), 'features.extractor': name, 'vo.mono': True}
-        ext = Extractor(load_config(None, base).features)
+        ext = Extractor(frontend_features(load_config(None, base)))
         try:
             feats = [ext.extract(seq.frame(k).left) for k in range(len(seq))]
         finally:

@@ -116,3 +116,29 @@ def test_sparse_stereo_matching_equals_the_masked_dense_one(kitti06):
     assert len(sparse) > 300
     assert np.array_equal(sparse.indices, dense.indices)
     assert np.allclose(sparse.distances, dense.distances, atol=1e-4)
+
+
+def test_sift_within_a_pixel_budget_keeps_its_coordinates(kitti06):
+    """``features.sift_pixels``: on a real KITTI 06 frame, SIFT on about 75,000 px (0.41 of
+    the size, x and y scaled exactly) finds keypoints where SIFT at half size finds them, with
+    no shift between the two (a wrong scale would move the right edge by a pixel); a small
+    image is never taken below half size, and mono's front end keeps half size."""
+    from hndesc_ros.config import frontend_features, load_config
+    image = read_image(kitti06 / 'image_0' / '000010.png', gray=True)
+    half, budget = Sift(2000, upsample=False), Sift(2000, upsample=False, max_pixels=75000)
+    h, w = image.shape
+    assert abs(budget.working_scale(w, h) ** 2 * w * h - 75000) < 100
+    assert budget.working_scale(w // 2, h // 2) == 0.5
+    assert Sift(2000, upsample=True, max_pixels=75000).working_scale(w, h) == 1.0
+    a, b = half(image).keypoints, budget(image).keypoints
+    assert 0.3 * len(a) < len(b) < len(a)
+    d = b[:, None, :] - a[None, :, :]
+    nearest = np.argmin(np.linalg.norm(d, axis=2), axis=1)
+    offset = d[np.arange(len(b)), nearest]
+    close = np.linalg.norm(offset, axis=1) < 1.0
+    assert close.mean() > 0.3
+    assert np.all(np.abs(np.median(offset[close], axis=0)) < 0.1), np.median(offset[close], 0)
+    right = close & (b[:, 0] > 0.75 * w)
+    assert right.sum() > 10 and abs(np.median(offset[right, 0])) < 0.15
+    assert frontend_features(load_config(None, {'vo.mono': True})).sift_pixels == 0
+    assert frontend_features(load_config()).sift_pixels == 75000

@@ -9,6 +9,7 @@ import numpy as np
 from hndesc_ros.types import Features
 
 _BASE_SIGMA = 1.6
+OPENCV_SHIFT_PX = 0.25  # OpenCV SIFT's keypoint offset (px of the image it ran on)
 OCTAVE_LAYERS = 3
 
 
@@ -40,33 +41,55 @@ class Sift:
             downsampled 2x, so OpenCV's first octave is the input resolution: about a quarter
             of the cost, without the finest-scale keypoints. Coordinates and sizes are always
             returned in the input image.
+        max_pixels: without ``upsample``: an image of more than this many pixels is
+            downsampled further, to about this many (the cost is proportional to them); 0:
+            half size whatever the image.
     """
 
     def __init__(self, max_keypoints: int = 2000, contrast_threshold: float = 0.005,
                  edge_threshold: float = 10.0, upright: bool = False, root: bool = True,
-                 upsample: bool = True):
+                 upsample: bool = True, max_pixels: int = 0):
         self.max_keypoints = max_keypoints
         self.upright, self.root, self.upsample = upright, root, upsample
+        self.max_pixels = max_pixels
         args = dict(nOctaveLayers=OCTAVE_LAYERS, edgeThreshold=edge_threshold,
                     contrastThreshold=2 * OCTAVE_LAYERS * contrast_threshold)
         self.sift = cv2.SIFT_create(nfeatures=0, **args)
         # one pyramid for detection and description, strongest max_keypoints kept by OpenCV
         self.sift_best = cv2.SIFT_create(nfeatures=max_keypoints, **args)
 
-    def _working_image(self, gray: np.ndarray) -> Tuple[np.ndarray, float]:
-        """The image SIFT runs on and its scale relative to the input (1 or 0.5)."""
+    def working_scale(self, width: int, height: int) -> float:
+        """Scale of the image SIFT runs on relative to a ``width`` x ``height`` input: 1 with
+        ``upsample``, else 0.5, or less where ``max_pixels`` asks for it."""
         if self.upsample:
-            return gray, 1.0
+            return 1.0
+        scale = 0.5
+        if self.max_pixels > 0 and (scale ** 2) * width * height > self.max_pixels:
+            scale = float(np.sqrt(self.max_pixels / (width * height)))
+        return scale
+
+    def _working_image(self, gray: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """The image SIFT runs on and its (2,) x and y scales relative to the input (exact:
+        a size rounds to whole pixels)."""
         h, w = gray.shape[:2]
-        return cv2.resize(gray, (max(w // 2, 1), max(h // 2, 1)),
-                          interpolation=cv2.INTER_AREA), 0.5
+        scale = self.working_scale(w, h)
+        if scale == 1.0:
+            return gray, np.ones(2)
+        size = (max(int(round(w * scale)), 1), max(int(round(h * scale)), 1))
+        return (cv2.resize(gray, size, interpolation=cv2.INTER_AREA),
+                np.array([size[0] / w, size[1] / h]))
 
     @staticmethod
-    def _rescale(kps: list, scale: float) -> list:
-        if scale != 1.0:
-            for k in kps:
-                k.pt = ((k.pt[0] + 0.5) / scale - 0.5, (k.pt[1] + 0.5) / scale - 0.5)
-                k.size = k.size / scale
+    def _to_input(kps: list, scale: np.ndarray) -> list:
+        """Detected keypoints, in place, into the input image's pixel coordinates: OpenCV's
+        are 0.25 px too far right and down (it halves the coordinates of its 2x-upsampled
+        first octave without the half-pixel term; a blob drawn at (100, 80) comes back at
+        (100.25, 80.25)), then the working image's scale is undone (pixel centres)."""
+        sx, sy = float(scale[0]), float(scale[1])
+        for k in kps:
+            x, y = k.pt[0] - OPENCV_SHIFT_PX, k.pt[1] - OPENCV_SHIFT_PX
+            k.pt = ((x + 0.5) / sx - 0.5, (y + 0.5) / sy - 0.5)
+            k.size = k.size / sx
         return kps
 
     def detect(self, gray: np.ndarray, mask: Optional[np.ndarray] = None) -> list:
@@ -112,7 +135,7 @@ class Sift:
             order = np.argsort([-k.response for k in kps], kind='stable')[:self.max_keypoints]
             kps = [kps[i] for i in order]
             desc = root_sift(desc[order]) if self.root else l2_normalise(desc[order])
-        return keypoints_to_features(self._rescale(kps, scale), desc, gray.shape)
+        return keypoints_to_features(self._to_input(kps, scale), desc, gray.shape)
 
     def describe_at(self, gray: np.ndarray, xy: np.ndarray, sizes: np.ndarray,
                     angles: np.ndarray) -> np.ndarray:
@@ -122,7 +145,7 @@ class Sift:
         level is derived from the size, so a scaled keypoint is described at its own scale.
         """
         gray, scale = self._working_image(gray)
-        xy, sizes = (np.asarray(xy) + 0.5) * scale - 0.5, np.asarray(sizes) * scale
+        xy, sizes = (np.asarray(xy) + 0.5) * scale - 0.5, np.asarray(sizes) * scale[0]
         kps = [cv2.KeyPoint(float(x), float(y), float(max(s, 1.6)), float(a % 360), 1.0,
                             _octave_for_size(max(s, 1.6)), i)
                for i, ((x, y), s, a) in enumerate(zip(xy, sizes, angles))]

@@ -18,7 +18,7 @@ from typing import Callable, Dict, Iterable, Iterator, Optional, Tuple
 
 import numpy as np
 
-from hndesc_ros.config import Config
+from hndesc_ros.config import Config, frontend_features
 from hndesc_ros.errors import BackendUnavailable
 from hndesc_ros.features.extractor import Extractor
 from hndesc_ros.features.stereo import stereo_descriptors, stereo_klt
@@ -75,7 +75,7 @@ def feature_source(cfg: Config, static: Optional[bool] = None):
             raise BackendUnavailable(f'the GPU front end needs torch ({exc}): pip install -r '
                                      'requirements-train.txt') from None
         return GpuStereoFrontend(cfg)
-    return Extractor(cfg.features)
+    return Extractor(frontend_features(cfg))
 
 
 class StereoFrontend:
