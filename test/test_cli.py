@@ -18,7 +18,9 @@ def test_match_writes_npz_and_plot(tmp_path, kitti06):
             '--extractor', 'residual', '--max-keypoints', '800')
     assert r.returncode == 0, r.stderr
     z = np.load(tmp_path / 'm.npz')
-    assert z['keypoints0'].shape == (800, 2) and z['descriptors0'].shape == (800, 256)
+    # at most 800 (features.sift_pixels: SIFT on about 75,000 px finds 754 here)
+    n = len(z['keypoints0'])
+    assert 500 < n <= 800 and z['descriptors0'].shape == (n, 256)
     assert z['matches'].ndim == 2 and z['matches'].shape[1] == 2
     assert len(z['distances']) == len(z['matches']) > 300
     assert (tmp_path / 'm.png').stat().st_size > 10000
