@@ -64,16 +64,20 @@ class LocalMap:
         self.descriptors = self.descriptors[mask]
         self.last_seen = self.last_seen[mask]
 
+    def rows_of(self, ids: np.ndarray) -> np.ndarray:
+        """(K,) rows of landmark ``ids`` (-1 where the map no longer holds one)."""
+        if not len(self.ids) or not len(ids):
+            return np.full(len(ids), -1, np.int64)
+        order = np.argsort(self.ids)
+        pos = np.clip(np.searchsorted(self.ids, ids, sorter=order), 0, len(order) - 1)
+        rows = order[pos]
+        return np.where(self.ids[rows] == ids, rows, -1)
+
     def set_points(self, ids: np.ndarray, points: np.ndarray) -> int:
         """Replace the positions of the landmarks in ``ids`` (refined by the mapper); ids no
         longer in the map are ignored. Returns how many were updated."""
-        if not len(ids) or not len(self.ids):
-            return 0
-        order = np.argsort(self.ids)
-        pos = np.searchsorted(self.ids, ids, sorter=order)
-        pos = np.clip(pos, 0, len(self.ids) - 1)
-        rows = order[pos]
-        hit = self.ids[rows] == ids
+        rows = self.rows_of(ids)
+        hit = rows >= 0
         self.points[rows[hit]] = points[hit]
         return int(hit.sum())
 
@@ -267,7 +271,7 @@ class MapTracker:
         if prev_image.shape != image.shape:
             return empty
         cand = ~np.isin(prev_ids, seen)
-        rows = self._rows_of(prev_ids[cand])
+        rows = self.map.rows_of(prev_ids[cand])
         cand_idx = np.nonzero(cand)[0][rows >= 0]
         rows = rows[rows >= 0]
         if not len(rows):
@@ -296,15 +300,6 @@ class MapTracker:
               & (p1[:, 0] >= 0) & (p1[:, 0] < w) & (p1[:, 1] >= 0) & (p1[:, 1] < h))
         self.map.last_seen[rows[ok]] = self.frames
         return self.map.ids[rows[ok]], p1[ok].astype(np.float32)
-
-    def _rows_of(self, ids: np.ndarray) -> np.ndarray:
-        """Map rows of landmark ``ids`` (-1 where the map no longer holds one)."""
-        if not len(self.map.ids) or not len(ids):
-            return np.full(len(ids), -1, np.int64)
-        order = np.argsort(self.map.ids)
-        pos = np.clip(np.searchsorted(self.map.ids, ids, sorter=order), 0, len(order) - 1)
-        rows = order[pos]
-        return np.where(self.map.ids[rows] == ids, rows, -1)
 
 
 class TemporalTracker:
