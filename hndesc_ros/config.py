@@ -53,6 +53,8 @@ class FeatureConfig:
     #                                    goes with them; never above half size); 0 = half size
     parallel: bool = True              # SIFT || network, and left || right, in two threads
     network_scale: float = 0.4         # network input scale (learned keypoints: at least 0.75)
+    network_pixels: int = 75000        # SIFT keypoints: the network sees at most about this many
+    #                                    pixels (a bigger camera: a smaller scale); 0 = no cap
     light: str = 'stretch'             # VO front end: none | stretch (a dim image) | clahe
     max_noise: float = 4.0             # VO front end: grey levels of noise (after light) above
     #                                    which a pair is blurred down to it; 0 = never
@@ -61,7 +63,8 @@ class FeatureConfig:
         """This config with OpenCV's standard SIFT (2x-upsampled first octave) and the network
         at full size: the setting of the descriptor benchmarks (HPatches protocol), as opposed
         to the real-time VO defaults."""
-        return dataclasses.replace(self, sift_upsample=True, network_scale=1.0)
+        return dataclasses.replace(self, sift_upsample=True, network_scale=1.0,
+                                   network_pixels=0)
 
 
 @dataclass
@@ -108,6 +111,8 @@ class VOConfig:
     search_radius_px: float = 15.0     # local-map search window around the predicted pixel
     refine_radius_px: float = 4.0      # second search around the pixel at the PnP pose
     map_max_age: int = 10              # frames a local-map landmark survives unseen
+    klt_frames: int = 0                # stereo: frames tracked by KLT alone (no features, no
+    #                                    new landmarks, no keyframe) between extracted ones
     klt_reobserve: bool = False        # landmarks seen in the last frame but not re-detected
     #                                    are followed into this one by KLT (no descriptor)
     mono_window: int = 10              # frames in the monocular fixed-lag bundle adjustment
@@ -245,6 +250,10 @@ def validate(cfg: Config) -> Config:
         raise ConfigError('vo.still_parallax: must be >= 0 (0: never standing still)')
     if cfg.features.contrast_threshold < 0:
         raise ConfigError('features.contrast_threshold: must be >= 0')
+    if cfg.vo.klt_frames < 0:
+        raise ConfigError('vo.klt_frames: must be >= 0 (0: every pair extracted)')
+    if cfg.features.network_pixels < 0:
+        raise ConfigError('features.network_pixels: must be >= 0 (0: no cap)')
     if cfg.features.sift_pixels < 0:
         raise ConfigError('features.sift_pixels: must be >= 0 (0: half size)')
     if cfg.features.max_noise < 0:

@@ -33,6 +33,13 @@ def test_invalid_values_name_the_key(key, value):
         load_config(None, {key: value})
 
 
+@pytest.mark.parametrize('key', ['vo.klt_frames', 'features.network_pixels',
+                                 'features.sift_pixels'])
+def test_negative_counts_are_refused_by_name(key):
+    with pytest.raises(ConfigError, match=key):
+        load_config(None, {key: -1})
+
+
 def test_config_error_is_a_value_error():
     assert issubclass(ConfigError, ValueError)
 

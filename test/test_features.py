@@ -142,3 +142,51 @@ def test_sift_within_a_pixel_budget_keeps_its_coordinates(kitti06):
     assert right.sum() > 10 and abs(np.median(offset[right, 0])) < 0.15
     assert frontend_features(load_config(None, {'vo.mono': True})).sift_pixels == 0
     assert frontend_features(load_config()).sift_pixels == 75000
+
+
+def test_network_sees_at_most_its_pixel_budget(kitti06):
+    """``features.network_pixels``: KITTI's 1241 x 376 keeps ``network_scale`` 0.4 (74,700 px);
+    a camera of twice the size is seen at about 0.2 (the same network time); learned
+    keypoints and the full-resolution benchmark setting are never capped. On a real frame
+    upscaled 2x, the features still land on the image (SIFT and network agree in size)."""
+    import cv2
+    from hndesc_ros.config import FeatureConfig
+    from hndesc_ros.features.extractor import Extractor
+    ex = Extractor(FeatureConfig())
+    assert ex.network_scale_for(1241, 376) == 0.4
+    assert abs(ex.network_scale_for(2482, 752) ** 2 * 2482 * 752 - 75000) < 1
+    full = FeatureConfig().at_full_resolution()
+    assert full.network_pixels == 0 and Extractor(full).network_scale_for(2482, 752) == 1.0
+    image = read_image(kitti06 / 'image_0' / '000010.png', gray=True)
+    big = cv2.resize(image, (2 * image.shape[1], 2 * image.shape[0]),
+                     interpolation=cv2.INTER_CUBIC)
+    feats = ex.extract(big)
+    assert len(feats) > 300 and np.isfinite(feats.descriptors).all()
+    assert np.allclose(np.linalg.norm(feats.descriptors, axis=1), 1.0, atol=1e-3)
+    ex.close()
+
+
+def test_stereo_klt_agrees_with_descriptor_stereo(kitti06):
+    """``matching.stereo_method: klt`` on a real KITTI 06 pair: the left SIFT keypoints
+    tracked into the right image land where descriptor stereo puts them (median within 0.5 px
+    where both answer), and the backward check refuses a start at the wrong place: a guess
+    30 px off with no image structure to pull it back yields far fewer answers."""
+    from hndesc_ros.config import MatchingConfig
+    from hndesc_ros.features.stereo import klt_forward_backward, stereo_descriptors, stereo_klt
+    left = read_image(kitti06 / 'image_0' / '000010.png', gray=True)
+    right = read_image(kitti06 / 'image_1' / '000010.png', gray=True)
+    sift, cfg = Sift(2000, upsample=False, max_pixels=75000), MatchingConfig()
+    fl, fr = sift(left), sift(right)
+    u_klt = stereo_klt(left, right, fl.keypoints, cfg)
+    u_desc = stereo_descriptors(fl, fr, cfg)
+    both = np.isfinite(u_klt) & np.isfinite(u_desc)
+    assert np.isfinite(u_klt).mean() > 0.3 and both.sum() > 100
+    assert np.median(np.abs(u_klt[both] - u_desc[both])) < 0.5
+    # the same points, each started 30 px below (a wrong row): refused by the row band
+    # or by the way back
+    xy = fl.keypoints[both]
+    guess = np.c_[u_desc[both], xy[:, 1] + 30]
+    _, ok_near = klt_forward_backward(left, right, xy, np.c_[u_desc[both], xy[:, 1]], 11)
+    p1, ok_far = klt_forward_backward(left, right, xy, guess, 11, max_level=0)
+    ok_far &= np.abs(p1[:, 1] - xy[:, 1]) < 1.5
+    assert ok_near.mean() > 0.8 and ok_far.mean() < 0.2, (ok_near.mean(), ok_far.mean())

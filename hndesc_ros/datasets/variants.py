@@ -78,6 +78,9 @@ def change_light(image: np.ndarray, params: dict, rng: np.random.Generator) -> n
     return np.clip(np.rint(x), 0, 255).astype(np.uint8)
 
 
+MAX_SCALE = 4.0  # variants: the largest image size factor
+
+
 def scaled_size(width: int, height: int, scale: float) -> Tuple[int, int]:
     """The (width, height) of an image resized by ``scale`` (rounded, at least 1 px)."""
     return max(1, round(width * scale)), max(1, round(height * scale))
@@ -119,8 +122,9 @@ def write_variant(seq_dir: str | Path, out_dir: str | Path, order: Sequence[int]
         seed: of the noise.
         poses: the source's ground truth (default: ``seq_dir/../../poses/NN.txt``).
         light: one of :data:`LIGHT_CHANGES` applied to every frame, or None.
-        scale: image size factor (0 < scale <= 1: a smaller camera; area interpolation), the
-            projection matrices in ``calib.txt`` scaled to match.
+        scale: image size factor in (0, MAX_SCALE]: below 1 a smaller camera (area
+            interpolation), above 1 a camera of more pixels on the same optics (bicubic; no
+            detail is added); the projection matrices in ``calib.txt`` scaled to match.
         right_shift: px the right image is moved to the right (sub-pixel, cubic), as a
             rectification that leaves a disparity offset would; after ``scale``.
     Returns:
@@ -136,8 +140,8 @@ def write_variant(seq_dir: str | Path, out_dir: str | Path, order: Sequence[int]
         (out / side.name).mkdir(parents=True, exist_ok=True)
         for old in (out / side.name).glob('*.png'):  # of an earlier, longer variant
             old.unlink()
-    if not 0 < scale <= 1:
-        raise HndescError(f'scale {scale}: must be in (0, 1]')
+    if not 0 < scale <= MAX_SCALE:
+        raise HndescError(f'scale {scale}: must be in (0, {MAX_SCALE:g}]')
     size = scaled_size(src.calib.width, src.calib.height, scale)
     write_scaled_calib(src.dir / 'calib.txt', out / 'calib.txt', size[0] / src.calib.width,
                        size[1] / src.calib.height)
@@ -157,7 +161,8 @@ def write_variant(seq_dir: str | Path, out_dir: str | Path, order: Sequence[int]
         for side in sides:  # each camera's own sensor noise
             image = cv2.imread(str(side / src.names[i]), cv2.IMREAD_UNCHANGED)
             if scale != 1:
-                image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+                image = cv2.resize(image, size, interpolation=(cv2.INTER_AREA if scale < 1
+                                                               else cv2.INTER_CUBIC))
             if right_shift and side == src.right_dir:
                 h, w = image.shape[:2]
                 image = cv2.warpAffine(image, np.float32([[1, 0, right_shift], [0, 1, 0]]),

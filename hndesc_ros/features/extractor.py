@@ -137,6 +137,15 @@ class Extractor:
                      '(features.network_scale %.2f is for SIFT keypoints)', LEARNED_MIN_SCALE,
                      c.network_scale)
 
+    def network_scale_for(self, width: int, height: int) -> float:
+        """The scale the network sees a ``width`` x ``height`` image at: ``network_scale``,
+        or less where it would exceed ``network_pixels`` (SIFT keypoints only: learned ones
+        keep their resolution), so that a bigger camera costs no more network time."""
+        scale, budget = self.network_scale, self.cfg.network_pixels
+        if budget > 0 and self.cfg.keypoints == 'sift' and scale * scale * width * height > budget:
+            scale = float(np.sqrt(budget / (width * height)))
+        return scale
+
     def _net(self, fn, *args, **kwargs):
         with self._net_lock:
             return fn(*args, **kwargs)
@@ -170,7 +179,7 @@ class Extractor:
             self.timings = {'keypoints': (time.perf_counter() - t0) * 1e3}
             return feats, feats
         mc = self.backend.model_cfg
-        scale = self.network_scale
+        scale = self.network_scale_for(image.shape[1], image.shape[0])
         net_image = image if scale == 1.0 else cv2.resize(
             image, (max(round(image.shape[1] * scale), 8), max(round(image.shape[0] * scale), 8)),
             interpolation=cv2.INTER_AREA)

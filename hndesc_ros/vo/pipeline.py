@@ -41,16 +41,19 @@ class PairFeatures:
         right: Features of the right image for descriptor stereo (None: mono, KLT or static).
         u_right: (N,) right u already known (KLT, the static front end), else None.
         timings: ms per stage so far.
-        image: the left (H, W) uint8 gray image the features come from (for KLT
-            re-observation, ``vo.klt_reobserve``), or None.
+        image: the left (H, W) uint8 gray image the features come from (for KLT:
+            ``vo.klt_frames``, ``vo.klt_reobserve``), or None.
+        pair: a frame left to KLT (``vo.klt_frames``; ``left`` is None): its (left, right)
+            images, extracted if KLT cannot track it.
     """
 
-    left: Features
+    left: Optional[Features]
     left_sift: Optional[Features]
     right: Optional[Features]
     u_right: Optional[np.ndarray]
     timings: Dict[str, float] = field(default_factory=dict)
     image: Optional[np.ndarray] = None
+    pair: Optional[Tuple[np.ndarray, Optional[np.ndarray]]] = None
 
 
 def uses_static_frontend(cfg: Config) -> bool:
@@ -113,11 +116,19 @@ class StereoFrontend:
         self._pool = (ThreadPoolExecutor(1, thread_name_prefix='hndesc-right')
                       if self.cfg.features.parallel and not self.mono and self.static is None
                       and self.stereo_method != 'klt' else None)
+        # vo.klt_frames: frames tracked by KLT alone between two extracted ones (stereo, CPU path)
+        self.klt_frames = (self.cfg.vo.klt_frames if not self.mono and self.static is None
+                           else 0)
+        self._keep_image = self.klt_frames > 0 or self.cfg.vo.klt_reobserve
+        self._scheduled = 0  # pairs through extract(): which are left to KLT
 
     def extract(self, left: np.ndarray, right: Optional[np.ndarray]) -> PairFeatures:
         """The half of a frame that does not touch the tracker: features of the left image and
         what stereo needs of the right one (left || right in two threads). Safe to run for the
-        next frame while :meth:`track` handles this one (:meth:`StereoVO.run` does)."""
+        next frame while :meth:`track` handles this one (:meth:`StereoVO.run` does).
+
+        With ``vo.klt_frames`` = n, only every (n + 1)-th pair is extracted; the others keep
+        their prepared images for :meth:`track` (KLT, or extraction if KLT fails)."""
         t0 = time.perf_counter()
         f = self.cfg.features
         if f.light != 'none' or f.max_noise > 0:  # on valid images only (one clear error)
@@ -125,6 +136,17 @@ class StereoFrontend:
             left, right = suppress_noise(
                 normalise_light([check_image(left, 'left image'), right], f.light),
                 f.max_noise)
+        turn, self._scheduled = self._scheduled % (self.klt_frames + 1), self._scheduled + 1
+        if turn:
+            left = check_image(left, 'left image')
+            return PairFeatures(None, None, None, None,
+                                {'prepare': (time.perf_counter() - t0) * 1e3}, to_gray(left),
+                                (left, right))
+        return self._extract(left, right, t0)
+
+    def _extract(self, left: np.ndarray, right: Optional[np.ndarray],
+                 t0: float) -> PairFeatures:
+        """Features of prepared (light-normalised) images; see :meth:`extract`."""
         if self.static is not None:
             fl, u_right = self.static.stereo_features(to_gray(left), to_gray(right))
             return PairFeatures(fl, None, None, u_right,
@@ -138,7 +160,7 @@ class StereoFrontend:
         fl, sl = self.extractor.extract_with_sift(left)
         t1 = time.perf_counter()
         pf = PairFeatures(fl, sl, None, None, {'extract_left': (t1 - t0) * 1e3},
-                          to_gray(left) if self.cfg.vo.klt_reobserve else None)
+                          to_gray(left) if self._keep_image else None)
         if stereo and method == 'klt':
             pf.u_right = stereo_klt(to_gray(left), to_gray(right), fl.keypoints,
                                     self.cfg.matching)
@@ -173,7 +195,16 @@ class StereoFrontend:
         return pf.left, u_right, pf.timings
 
     def track(self, pf: PairFeatures, stamp: float = 0.0, index: int = 0) -> Observations:
-        """The stateful half: stereo correspondences and tracking -> Observations."""
+        """The stateful half: stereo correspondences and tracking -> Observations.
+
+        A pair left to KLT (``vo.klt_frames``) is tracked by :meth:`MapTracker.track_klt`;
+        when that cannot track it, the pair is extracted here and tracked as any other."""
+        if pf.left is None:
+            obs = self.tracker.track_klt(pf.image, stamp, index)
+            if obs is not None:
+                obs.timings.update(pf.timings)
+                return obs
+            pf = self._extract(*pf.pair, time.perf_counter())
         u_right = self.stereo(pf)
         if self.mono:
             obs = self.tracker.track(pf.left, stamp, index)

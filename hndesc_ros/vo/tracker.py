@@ -23,10 +23,15 @@ from scipy.spatial import cKDTree
 
 from hndesc_ros.config import MatchingConfig, VOConfig
 from hndesc_ros.features.matching import match_numpy, nearest_in_groups
+from hndesc_ros.features.stereo import klt_forward_backward
 from hndesc_ros.se3 import inv, transform_points
 from hndesc_ros.types import Features, Observations, StereoCalib
 from hndesc_ros.vo.geometry import (ConstantVelocity, pnp_from_prediction, project, refine_pnp,
                                     solve_pnp, stereo_depth_ok, triangulate_stereo)
+
+
+# a KLT frame must keep at least this share of the last frame's landmarks (else: extracted)
+KLT_MIN_SHARE = 0.25
 
 
 class LocalMap:
@@ -243,13 +248,13 @@ class MapTracker:
         keep = ids >= 0
         obs_ids, obs_uv = ids[keep], feats.keypoints[keep]
         obs_ur, obs_sc = u_right[keep], feats.scores[keep]
-        if c.klt_reobserve and image is not None:
-            if tracked:
+        if image is not None:  # the next KLT frame (or re-observation) starts from here
+            if c.klt_reobserve and tracked:
                 k_ids, k_uv = self._reobserve(image, T_new, obs_ids)
                 obs_ids, obs_uv = np.r_[obs_ids, k_ids], np.r_[obs_uv, k_uv]
                 obs_ur = np.r_[obs_ur, np.full(len(k_ids), np.nan, np.float32)]
                 obs_sc = np.r_[obs_sc, np.zeros(len(k_ids), np.float32)]
-            self._last = (image, obs_ids, obs_uv.astype(np.float32))
+            self._last = (image, obs_ids, obs_uv.astype(np.float32), T_new)
         # forget landmarks unseen for too long
         self.map.keep(self.frames - self.map.last_seen <= c.map_max_age)
         self.frames += 1
@@ -257,49 +262,87 @@ class MapTracker:
                             {'map_matching': (t1 - t0) * 1e3,
                              'map_update': (time.perf_counter() - t1) * 1e3})
 
-    def _reobserve(self, image: np.ndarray, T_world_cam: np.ndarray,
-                   seen: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        """Landmarks observed in the last frame and not among ``seen`` (this frame's matches),
-        followed from their last pixel into ``image`` by pyramidal KLT, started at their
-        projection at this frame's pose. Kept when KLT converges, tracking back lands within
-        0.5 px of the start, and the result lies within ``vo.pnp_reprojection_px`` of the
-        projection (the pose agrees). Returns ((K,) ids, (K, 2) float32 pixels)."""
+    def _follow(self, image: np.ndarray, T_world_cam: np.ndarray,
+                skip: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
+        """Landmarks observed in the last frame (except ``skip``) followed from their last
+        pixel into ``image`` by KLT (:func:`~hndesc_ros.features.stereo.klt_forward_backward`,
+        within 0.5 px back), started at their projection at ``T_world_cam``. Returns
+        ((K,) map rows, (K, 2) float32 pixels inside the image)."""
         empty = np.zeros(0, np.int64), np.zeros((0, 2), np.float32)
         if self._last is None:
             return empty
-        prev_image, prev_ids, prev_uv = self._last
+        prev_image, prev_ids, prev_uv = self._last[:3]
         if prev_image.shape != image.shape:
             return empty
-        cand = ~np.isin(prev_ids, seen)
+        cand = np.ones(len(prev_ids), bool) if skip is None else ~np.isin(prev_ids, skip)
         rows = self.map.rows_of(prev_ids[cand])
         cand_idx = np.nonzero(cand)[0][rows >= 0]
         rows = rows[rows >= 0]
-        if not len(rows):
-            return empty
         T_cw = inv(T_world_cam)
-        z = transform_points(T_cw, self.map.points[rows])[:, 2]
-        front = z > self.cfg.min_depth
+        front = transform_points(T_cw, self.map.points[rows])[:, 2] > self.cfg.min_depth
         rows, cand_idx = rows[front], cand_idx[front]
         if not len(rows):
             return empty
         pred = project(self.map.points[rows], T_cw, self.calib).astype(np.float32)
-        p0 = prev_uv[cand_idx].reshape(-1, 1, 2)
-        win = (self.mcfg.klt_window, self.mcfg.klt_window)
-        crit = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 20, 0.03)
-        p1, st, _ = cv2.calcOpticalFlowPyrLK(prev_image, image, p0, pred.reshape(-1, 1, 2).copy(),
-                                             winSize=win, maxLevel=2, criteria=crit,
-                                             flags=cv2.OPTFLOW_USE_INITIAL_FLOW)
-        back, st2, _ = cv2.calcOpticalFlowPyrLK(image, prev_image, p1, p0.copy(), winSize=win,
-                                                maxLevel=2, criteria=crit,
-                                                flags=cv2.OPTFLOW_USE_INITIAL_FLOW)
-        p1 = p1.reshape(-1, 2)
+        p1, ok = klt_forward_backward(prev_image, image, prev_uv[cand_idx], pred,
+                                      self.mcfg.klt_window, max_back_px=0.5)
         h, w = image.shape[:2]
-        ok = ((st.ravel() == 1) & (st2.ravel() == 1)
-              & (np.linalg.norm(back.reshape(-1, 2) - p0.reshape(-1, 2), axis=1) < 0.5)
-              & (np.linalg.norm(p1 - pred, axis=1) < self.cfg.pnp_reprojection_px)
-              & (p1[:, 0] >= 0) & (p1[:, 0] < w) & (p1[:, 1] >= 0) & (p1[:, 1] < h))
+        ok &= (p1[:, 0] >= 0) & (p1[:, 0] < w) & (p1[:, 1] >= 0) & (p1[:, 1] < h)
+        return rows[ok], p1[ok]
+
+    def _reobserve(self, image: np.ndarray, T_world_cam: np.ndarray,
+                   seen: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """Landmarks of the last frame not among ``seen`` (this frame's matches) followed by
+        KLT (:meth:`_follow`) and kept within ``vo.pnp_reprojection_px`` of their projection
+        at this frame's pose. Returns ((K,) ids, (K, 2) float32 pixels)."""
+        rows, uv = self._follow(image, T_world_cam, seen)
+        if not len(rows):
+            return np.zeros(0, np.int64), uv
+        pred = project(self.map.points[rows], inv(T_world_cam), self.calib)
+        ok = np.linalg.norm(uv - pred, axis=1) < self.cfg.pnp_reprojection_px
         self.map.last_seen[rows[ok]] = self.frames
-        return self.map.ids[rows[ok]], p1[ok].astype(np.float32)
+        return self.map.ids[rows[ok]], uv[ok]
+
+    def track_klt(self, image: np.ndarray, stamp: float = 0.0,
+                  index: int = 0) -> Optional[Observations]:
+        """A frame tracked without features (``vo.klt_frames``): the landmarks of the last
+        frame are followed into the (H, W) uint8 left ``image`` by KLT (:meth:`_follow`, at the
+        constant-velocity prediction) and the pose is solved from them (PnP from the
+        prediction, RANSAC if that explains too few). No landmark starts here and no right
+        image is used, so the Observations have no stereo.
+
+        Returns:
+            Observations of the PnP inliers, or None (nothing changed) when fewer than
+            ``vo.keyframe_min_tracks`` (and ``vo.min_inliers``) landmarks, or less than half
+            of the last frame's, are tracked: the caller then extracts the frame and calls
+            :meth:`track`.
+        """
+        t0 = time.perf_counter()
+        c = self.cfg
+        if self.frames == 0 or self._last is None:
+            return None
+        guess = self.motion.predict(stamp)
+        rows, uv = self._follow(image, guess)
+        need = max(c.min_inliers, KLT_MIN_SHARE * len(self._last[1]))
+        if len(rows) < need:
+            return None
+        T_cw, inl = pnp_from_prediction(self.map.points[rows], uv, self.calib, inv(guess),
+                                        c.pnp_reprojection_px, c.pnp_iterations,
+                                        c.min_inliers, 0.3)
+        if T_cw is None or len(inl) < need:
+            return None
+        rows, uv = rows[inl], uv[inl]
+        T_new = inv(T_cw)
+        self.motion.update(T_new, stamp, True)
+        self.map.last_seen[rows] = self.frames
+        ids = self.map.ids[rows]
+        self._last = (image, ids, uv, T_new)
+        self.map.keep(self.frames - self.map.last_seen <= c.map_max_age)
+        self.frames += 1
+        k = len(ids)
+        return Observations(stamp, index, ids, uv, np.full(k, np.nan, np.float32),
+                            np.zeros(k, np.float32),
+                            {'klt_tracking': (time.perf_counter() - t0) * 1e3})
 
 
 class TemporalTracker:
