@@ -4,7 +4,8 @@
     pip install pyorbslam3     # ORB-SLAM3's Python bindings: GPL-3.0, a measuring tool only
     apt-get install -y libgl1 libegl1 libopengl0 libsm6 libice6 libx11-6 libxext6
     python bench/peers.py [--sequences 06 01] [--extractors residual-small rootsift]
-                          [--runs 3] [--no-paced] [--json FILE]
+                          [--config 'vo.klt_frames=1' ...] [--runs 3] [--no-paced]
+                          [--json FILE]
 
 ORB-SLAM3 runs through ``../shared/tools/orbslam3_peer.py`` in its own process (the median of
 ``--runs`` runs: it is multi-threaded and not deterministic); this package is never linked to
@@ -13,7 +14,8 @@ wall frames/s) and paced at the camera rate (``times.txt``, as a live camera wou
 ORB-SLAM3's local mapping then gets the time between frames). hndesc's inline mapping is
 deterministic, so its paced ATE is its free-running one; paced, the table gives how many
 frames it finished within one frame interval of their arrival. Every speed is also a ratio to
-ORB-SLAM3's in the same run; the load average before each job goes with it.
+ORB-SLAM3's in the same run; the load average before each job goes with it. Each ``--config``
+(space-separated ``key=value`` overrides of the defaults) adds a row after the extractors'.
 """
 import argparse
 import json
@@ -28,7 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hndesc_ros.config import load_config  # noqa: E402
+from hndesc_ros.config import load_config, parse_overrides  # noqa: E402
 from hndesc_ros.datasets.kitti import KittiSequence  # noqa: E402
 from hndesc_ros.runner import run_sequence  # noqa: E402
 
@@ -80,8 +82,8 @@ class Paced:
         return getattr(self.seq, name)
 
 
-def hndesc(seq_dir: Path, extractor: str, paced: bool) -> dict:
-    cfg = load_config(None, {'features.extractor': extractor})
+def hndesc(seq_dir: Path, overrides: dict, paced: bool) -> dict:
+    cfg = load_config(None, overrides)
     seq = KittiSequence(seq_dir)
     if not paced:
         return run_sequence(seq, cfg)['metrics']
@@ -102,6 +104,8 @@ def main() -> int:
     ap.add_argument('--sequences', nargs='+', default=['06', '01'])
     ap.add_argument('--extractors', nargs='+', default=['residual-small', 'rootsift'])
     ap.add_argument('--runs', type=int, default=3, help='ORB-SLAM3 runs per setting (median)')
+    ap.add_argument('--config', action='append', default=[], metavar="'K=V ...'",
+                    help='a row with these overrides of the defaults (repeatable)')
     ap.add_argument('--no-paced', action='store_true', help='free-running only')
     ap.add_argument('--json', help='write every figure here')
     args = ap.parse_args()
@@ -124,9 +128,11 @@ def main() -> int:
                 print(f"{name} {mode:<5} ORB-SLAM3 (median of {args.runs}) ATE "
                       f"{ref['ate_m']:.3f} m, {ref['fps']:.1f} frames/s (load {load:.1f})",
                       flush=True)
-                for ex in args.extractors:
+                settings = ([(ex, {'features.extractor': ex}) for ex in args.extractors]
+                            + [(c, parse_overrides(c.split())) for c in args.config])
+                for ex, overrides in settings:
                     load = os.getloadavg()[0]
-                    m = hndesc(seq_dir, ex, paced)
+                    m = hndesc(seq_dir, overrides, paced)
                     row = {'sequence': name, 'mode': mode, 'system': f'hndesc {ex}',
                            'ate_m': m['ate_rmse_m'], 'fps': m['wall_fps'],
                            'lost': m['tracking_lost'], 'load': load,

@@ -146,7 +146,7 @@ class MapTracker:
         self.lost = 0         # frames whose pose could not be measured (prediction kept)
         self.relocalised = 0  # frames tracked only by matching against the whole local map
         self.disparity_offset = 0.0  # px, the back end's (with its refined landmarks)
-        self._last = None     # (image, ids, (K, 2) pixels) of the last frame (KLT re-observation)
+        self._last = None     # (image, ids, (K, 2) pixels) of the last frame (for KLT)
 
     def apply_map_update(self, ids: np.ndarray, points: np.ndarray) -> int:
         """Landmark positions refined by the mapper (world frame)."""
@@ -254,7 +254,7 @@ class MapTracker:
                 obs_ids, obs_uv = np.r_[obs_ids, k_ids], np.r_[obs_uv, k_uv]
                 obs_ur = np.r_[obs_ur, np.full(len(k_ids), np.nan, np.float32)]
                 obs_sc = np.r_[obs_sc, np.zeros(len(k_ids), np.float32)]
-            self._last = (image, obs_ids, obs_uv.astype(np.float32), T_new)
+            self._last = (image, obs_ids, obs_uv.astype(np.float32))
         # forget landmarks unseen for too long
         self.map.keep(self.frames - self.map.last_seen <= c.map_max_age)
         self.frames += 1
@@ -271,7 +271,7 @@ class MapTracker:
         empty = np.zeros(0, np.int64), np.zeros((0, 2), np.float32)
         if self._last is None:
             return empty
-        prev_image, prev_ids, prev_uv = self._last[:3]
+        prev_image, prev_ids, prev_uv = self._last
         if prev_image.shape != image.shape:
             return empty
         cand = np.ones(len(prev_ids), bool) if skip is None else ~np.isin(prev_ids, skip)
@@ -313,9 +313,8 @@ class MapTracker:
 
         Returns:
             Observations of the PnP inliers, or None (nothing changed) when fewer than
-            ``vo.keyframe_min_tracks`` (and ``vo.min_inliers``) landmarks, or less than half
-            of the last frame's, are tracked: the caller then extracts the frame and calls
-            :meth:`track`.
+            ``vo.min_inliers``, or than ``KLT_MIN_SHARE`` of the last frame's landmarks, are
+            tracked: the caller then extracts the frame and calls :meth:`track`.
         """
         t0 = time.perf_counter()
         c = self.cfg
@@ -336,7 +335,7 @@ class MapTracker:
         self.motion.update(T_new, stamp, True)
         self.map.last_seen[rows] = self.frames
         ids = self.map.ids[rows]
-        self._last = (image, ids, uv, T_new)
+        self._last = (image, ids, uv)
         self.map.keep(self.frames - self.map.last_seen <= c.map_max_age)
         self.frames += 1
         k = len(ids)
