@@ -130,12 +130,7 @@ class StereoFrontend:
         With ``vo.klt_frames`` = n, only every (n + 1)-th pair is extracted; the others keep
         their prepared images for :meth:`track` (KLT, or extraction if KLT fails)."""
         t0 = time.perf_counter()
-        f = self.cfg.features
-        if f.light != 'none' or f.max_noise > 0:  # on valid images only (one clear error)
-            right = None if right is None or self.mono else check_image(right, 'right image')
-            left, right = suppress_noise(
-                normalise_light([check_image(left, 'left image'), right], f.light),
-                f.max_noise)
+        left, right = self._prepare(left, right)
         turn, self._scheduled = self._scheduled % (self.klt_frames + 1), self._scheduled + 1
         if turn:
             left = check_image(left, 'left image')
@@ -143,6 +138,17 @@ class StereoFrontend:
                                 {'prepare': (time.perf_counter() - t0) * 1e3}, to_gray(left),
                                 (left, right))
         return self._extract(left, right, t0)
+
+    def _prepare(self, left: np.ndarray, right: Optional[np.ndarray]
+                 ) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+        """The pair after ``features.light`` and ``features.max_noise`` (checked images)."""
+        f = self.cfg.features
+        if f.light != 'none' or f.max_noise > 0:  # on valid images only (one clear error)
+            right = None if right is None or self.mono else check_image(right, 'right image')
+            left, right = suppress_noise(
+                normalise_light([check_image(left, 'left image'), right], f.light),
+                f.max_noise)
+        return left, right
 
     def _extract(self, left: np.ndarray, right: Optional[np.ndarray],
                  t0: float) -> PairFeatures:
@@ -189,8 +195,10 @@ class StereoFrontend:
 
     def stereo_features(self, left: np.ndarray, right: Optional[np.ndarray]
                         ) -> Tuple[Features, np.ndarray, Dict[str, float]]:
-        """:meth:`extract` then :meth:`stereo`: left Features, (N,) right u, ms per stage."""
-        pf = self.extract(left, right)
+        """The pair's features (always extracted: no KLT turn) then :meth:`stereo`: left
+        Features, (N,) right u, ms per stage."""
+        t0 = time.perf_counter()
+        pf = self._extract(*self._prepare(left, right), t0)
         u_right = self.stereo(pf)
         return pf.left, u_right, pf.timings
 
