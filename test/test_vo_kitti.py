@@ -173,3 +173,21 @@ def test_klt_frames_track_between_extracted_pairs(kitti06):
         vo.close()
     assert klt >= 4, klt
     assert evaluate(np.array(poses), seq.gt_relative(), 'se3')['ate_rmse_m'] < 0.15
+
+
+def test_klt_frames_leave_noisy_pairs_to_extraction(kitti06, tmp_path):
+    """A pair that ``features.max_noise`` has to blur (the ``dark`` variant of real KITTI 06
+    frames: about 15 grey levels of noise after the stretch) is never left to KLT, whatever
+    ``vo.klt_frames`` says, while the clean frames are (test above)."""
+    from hndesc_ros.datasets.variants import write_variant
+    from hndesc_ros.vo.pipeline import StereoVO
+    seq = KittiSequence(write_variant(kitti06, tmp_path, list(range(6)), light='dark', seed=1))
+    vo = StereoVO(seq.calib, load_config(None, {'vo.klt_frames': 1}))
+    try:
+        for res in vo.run(seq.frame(i) for i in range(len(seq))):
+            assert res.tracked
+            assert 'klt_tracking' not in vo.last_observations.timings
+            assert 'extract_left' in vo.last_observations.timings
+    finally:
+        vo.finish()
+        vo.close()

@@ -128,11 +128,12 @@ class StereoFrontend:
         next frame while :meth:`track` handles this one (:meth:`StereoVO.run` does).
 
         With ``vo.klt_frames`` = n, only every (n + 1)-th pair is extracted; the others keep
-        their prepared images for :meth:`track` (KLT, or extraction if KLT fails)."""
+        their prepared images for :meth:`track` (KLT, or extraction if KLT fails). A pair
+        that ``features.max_noise`` had to blur is always extracted."""
         t0 = time.perf_counter()
-        left, right = self._prepare(left, right)
+        left, right, noisy = self._prepare(left, right)
         turn, self._scheduled = self._scheduled % (self.klt_frames + 1), self._scheduled + 1
-        if turn:
+        if turn and not noisy:  # KLT assumes clean images: a denoised pair is extracted
             left = check_image(left, 'left image')
             return PairFeatures(None, None, None, None,
                                 {'prepare': (time.perf_counter() - t0) * 1e3}, to_gray(left),
@@ -140,15 +141,16 @@ class StereoFrontend:
         return self._extract(left, right, t0)
 
     def _prepare(self, left: np.ndarray, right: Optional[np.ndarray]
-                 ) -> Tuple[np.ndarray, Optional[np.ndarray]]:
-        """The pair after ``features.light`` and ``features.max_noise`` (checked images)."""
+                 ) -> Tuple[np.ndarray, Optional[np.ndarray], bool]:
+        """The pair after ``features.light`` and ``features.max_noise`` (checked images), and
+        whether it was too noisy (blurred by ``features.max_noise``)."""
         f = self.cfg.features
-        if f.light != 'none' or f.max_noise > 0:  # on valid images only (one clear error)
-            right = None if right is None or self.mono else check_image(right, 'right image')
-            left, right = suppress_noise(
-                normalise_light([check_image(left, 'left image'), right], f.light),
-                f.max_noise)
-        return left, right
+        if f.light == 'none' and f.max_noise <= 0:
+            return left, right, False
+        right = None if right is None or self.mono else check_image(right, 'right image')
+        lit = normalise_light([check_image(left, 'left image'), right], f.light)
+        left, right = suppress_noise(lit, f.max_noise)  # the same objects when clean
+        return left, right, left is not lit[0]
 
     def _extract(self, left: np.ndarray, right: Optional[np.ndarray],
                  t0: float) -> PairFeatures:
@@ -198,7 +200,7 @@ class StereoFrontend:
         """The pair's features (always extracted: no KLT turn) then :meth:`stereo`: left
         Features, (N,) right u, ms per stage."""
         t0 = time.perf_counter()
-        pf = self._extract(*self._prepare(left, right), t0)
+        pf = self._extract(*self._prepare(left, right)[:2], t0)
         u_right = self.stereo(pf)
         return pf.left, u_right, pf.timings
 
