@@ -111,8 +111,9 @@ class VOConfig:
     search_radius_px: float = 15.0     # local-map search window around the predicted pixel
     refine_radius_px: float = 4.0      # second search around the pixel at the PnP pose
     map_max_age: int = 10              # frames a local-map landmark survives unseen
-    klt_frames: int = 0                # stereo: frames tracked by KLT alone (no features, no
-    #                                    new landmarks, no keyframe) between extracted ones
+    klt_frames: int = 1                # stereo: frames tracked by KLT alone (no features, no
+    #                                    new landmarks, no keyframe) between extracted ones;
+    #                                    0 = every pair extracted
     klt_reobserve: bool = False        # landmarks seen in the last frame but not re-detected
     #                                    are followed into this one by KLT (no descriptor)
     mono_window: int = 10              # frames in the monocular fixed-lag bundle adjustment

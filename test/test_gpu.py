@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from hndesc_ros.config import Config, FeatureConfig, MatchingConfig
+from hndesc_ros.config import Config, FeatureConfig, MatchingConfig, VOConfig
 from hndesc_ros.errors import ConfigError
 from hndesc_ros.features.extractor import prepare_input
 from hndesc_ros.features.sift import Sift
@@ -97,7 +97,8 @@ def test_static_frontend_in_the_vo_pipeline_equals_the_cpu_path(kitti06):
     seq = KittiSequence(kitti06, 0, 3)
     cfg = Config(features=FeatureConfig(extractor='cnn', keypoints='learned', network_scale=1.0,
                                         device='cpu', max_keypoints=1000),
-                 matching=MatchingConfig(stereo_method='descriptor'))
+                 matching=MatchingConfig(stereo_method='descriptor'),
+                 vo=VOConfig(klt_frames=0))  # the static front end extracts every pair
     cpu = StereoFrontend(seq.calib, cfg, static=False)
     static = StereoFrontend(seq.calib, cfg, static=True)
     assert static.static is not None and cpu.static is None

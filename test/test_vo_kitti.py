@@ -122,15 +122,17 @@ def test_deferred_mapping_gives_the_same_poses(kitti06):
 
 
 def test_klt_reobservation_follows_landmarks_detection_misses(kitti06):
-    """``vo.klt_reobserve`` (off by default): on real KITTI 06 frames, landmarks of the last
-    frame that no keypoint matched are followed by KLT, so more of them are observed per frame
-    (measured over 51 frames: 270 -> 439 landmarks continued a frame), every frame stays
+    """``vo.klt_reobserve`` (off by default; here with every pair extracted): on real KITTI 06
+    frames, landmarks of the last frame that no keypoint matched are followed by KLT, so more of
+    them are observed per frame (measured over 51 frames: 270 -> 439 landmarks continued a
+    frame), every frame stays
     tracked, and the re-observed points carry no stereo (NaN right u)."""
     from hndesc_ros.vo.pipeline import StereoVO
     seq = KittiSequence(kitti06, count=8)
     continued = {}
     for on in (False, True):
-        vo = StereoVO(seq.calib, load_config(None, {'vo.klt_reobserve': on}))
+        cfg = load_config(None, {'vo.klt_reobserve': on, 'vo.klt_frames': 0})
+        vo = StereoVO(seq.calib, cfg)
         prev, count = set(), 0
         try:
             for res in vo.run(seq.frame(i) for i in range(len(seq))):

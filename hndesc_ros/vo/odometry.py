@@ -198,9 +198,9 @@ class StereoOdometry:
             outlier[inliers] = False
         t1 = time.perf_counter()
         # a tracked frame without stereo (``vo.klt_frames``) starts no landmark: no keyframe
-        keyframe = (self.mapper is not None
-                    and (not tracked or bool(np.isfinite(obs.u_right).any()))
-                    and self._is_keyframe(T_new, ids[inliers], tracked))
+        # (its view is still judged, so that standing still is counted)
+        keyframe = (self.mapper is not None and self._is_keyframe(T_new, ids[inliers], tracked)
+                    and (not tracked or bool(np.isfinite(obs.u_right).any())))
         if keyframe:
             restart = outlier | ~self._stereo_consistent(obs, T_new) | (not tracked)
             self._pending = Keyframe(obs.index, T_new, ids, obs.uv, obs.u_right, stereo_ok,
