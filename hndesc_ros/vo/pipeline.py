@@ -134,7 +134,6 @@ class StereoFrontend:
         left, right, noisy = self._prepare(left, right)
         turn, self._scheduled = self._scheduled % (self.klt_frames + 1), self._scheduled + 1
         if turn and not noisy:  # KLT assumes clean images: a denoised pair is extracted
-            left = check_image(left, 'left image')
             return PairFeatures(None, None, None, None,
                                 {'prepare': (time.perf_counter() - t0) * 1e3}, to_gray(left),
                                 (left, right))
@@ -142,13 +141,15 @@ class StereoFrontend:
 
     def _prepare(self, left: np.ndarray, right: Optional[np.ndarray]
                  ) -> Tuple[np.ndarray, Optional[np.ndarray], bool]:
-        """The pair after ``features.light`` and ``features.max_noise`` (checked images), and
-        whether it was too noisy (blurred by ``features.max_noise``)."""
+        """The pair after ``features.light`` and ``features.max_noise`` (the left image checked,
+        the right one too where it is changed), and whether it was too noisy (blurred by
+        ``features.max_noise``)."""
         f = self.cfg.features
+        left = check_image(left, 'left image')
         if f.light == 'none' and f.max_noise <= 0:
             return left, right, False
         right = None if right is None or self.mono else check_image(right, 'right image')
-        lit = normalise_light([check_image(left, 'left image'), right], f.light)
+        lit = normalise_light([left, right], f.light)
         left, right = suppress_noise(lit, f.max_noise)  # the same objects when clean
         return left, right, left is not lit[0]
 

@@ -255,12 +255,15 @@ class MapTracker:
                 obs_ur = np.r_[obs_ur, np.full(len(k_ids), np.nan, np.float32)]
                 obs_sc = np.r_[obs_sc, np.zeros(len(k_ids), np.float32)]
             self._last = (image, obs_ids, obs_uv.astype(np.float32))
-        # forget landmarks unseen for too long
-        self.map.keep(self.frames - self.map.last_seen <= c.map_max_age)
-        self.frames += 1
+        self._end_frame()
         return Observations(stamp, index, obs_ids, obs_uv, obs_ur, obs_sc,
                             {'map_matching': (t1 - t0) * 1e3,
                              'map_update': (time.perf_counter() - t1) * 1e3})
+
+    def _end_frame(self) -> None:
+        """Forget the landmarks unseen for ``vo.map_max_age`` frames; count the frame."""
+        self.map.keep(self.frames - self.map.last_seen <= self.cfg.map_max_age)
+        self.frames += 1
 
     def _follow(self, image: np.ndarray, T_world_cam: np.ndarray,
                 skip: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
@@ -336,8 +339,7 @@ class MapTracker:
         self.map.last_seen[rows] = self.frames
         ids = self.map.ids[rows]
         self._last = (image, ids, uv)
-        self.map.keep(self.frames - self.map.last_seen <= c.map_max_age)
-        self.frames += 1
+        self._end_frame()
         k = len(ids)
         return Observations(stamp, index, ids, uv, np.full(k, np.nan, np.float32),
                             np.zeros(k, np.float32),
