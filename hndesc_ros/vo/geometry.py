@@ -105,14 +105,20 @@ def pnp_from_prediction(points: np.ndarray, pixels: np.ndarray, calib: StereoCal
                         ) -> Tuple[Optional[np.ndarray], np.ndarray]:
     """Pose from a good prediction: :func:`refine_pnp` from ``T_guess`` (T_cur_ref), and
     PnP-RANSAC (:func:`solve_pnp`) only when that explains fewer than ``min_inliers`` or than
-    ``min_share`` of the (N,) correspondences (the prediction was off).
+    ``min_share`` of the (N,) correspondences (the prediction was off). Of the two, the pose
+    with more inliers wins: RANSAC's minimal samples can settle on a worse pose than the
+    refinement found (a flickering frame of KITTI 01: 82 inliers 0.31 m off, against 92).
 
     Returns:
         (T_cur_ref 4x4 or None, inlier indices (M,)).
     """
     T, inl = refine_pnp(points, pixels, calib, T_guess, reproj_px, coarse_px=8 * reproj_px)
     if len(inl) < max(min_inliers, min_share * len(points)):
-        T, inl = solve_pnp(points, pixels, calib, T_guess, reproj_px, iterations)
+        T_r, inl_r = solve_pnp(points, pixels, calib, T_guess, reproj_px, iterations)
+        if T_r is not None and len(inl_r) >= len(inl):
+            T, inl = T_r, inl_r
+        elif len(inl) < 6:  # refine_pnp gave up (too few points in its gate)
+            T = None
     return T, inl
 
 

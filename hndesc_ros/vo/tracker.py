@@ -3,7 +3,8 @@
 :class:`MapTracker` (stereo, the default): a local map of landmarks (world point, latest
 descriptor) is projected into the current left image at the constant-velocity pose prediction;
 each landmark is matched by descriptor inside a search window around its predicted pixel, the
-pose is solved by PnP-RANSAC + motion-only refinement, and unmatched keypoints with a stereo
+pose is solved by PnP-RANSAC + motion-only refinement (from the last pose too, and from the whole
+local map, when the prediction explains too few landmarks), and unmatched keypoints with a stereo
 correspondence start new landmarks. A landmark keeps its id as long as the map holds it, so it
 collects an observation in every frame that sees it (not only in consecutive frames).
 
@@ -30,8 +31,9 @@ from hndesc_ros.vo.geometry import (ConstantVelocity, pnp_from_prediction, proje
                                     solve_pnp, stereo_depth_ok, triangulate_stereo)
 
 
-# a KLT frame must keep at least this share of the last frame's landmarks (else: extracted)
-KLT_MIN_SHARE = 0.25
+# a frame whose pose explains less than this share of the last frame's landmarks is suspect:
+# a KLT frame is extracted instead, a frame with features tries other starts (MapTracker)
+MIN_TRACKED_SHARE = 0.25
 
 
 class LocalMap:
@@ -147,6 +149,7 @@ class MapTracker:
         self.relocalised = 0  # frames tracked only by matching against the whole local map
         self.disparity_offset = 0.0  # px, the back end's (with its refined landmarks)
         self._last = None     # (image, ids, (K, 2) pixels) of the last frame (for KLT)
+        self.last_observed = 0  # landmarks the last frame observed
 
     def apply_map_update(self, ids: np.ndarray, points: np.ndarray) -> int:
         """Landmark positions refined by the mapper (world frame)."""
@@ -197,32 +200,9 @@ class MapTracker:
         if self.frames == 0:
             T_new = np.eye(4)
         elif len(self.map) and n:
-            # wide search at the prediction (wider while the motion is unknown), PnP, then a
-            # narrow search at the estimated pose to collect every landmark it explains
-            wide = c.search_radius_px * (3.0 if self.frames == 1 else 1.0)
-            rows, kp = self._associate(feats, guess, wide)
-            T_cw, inl = None, ()
-            if len(rows) >= c.min_inliers:
-                # refine from the prediction; RANSAC only when that explains too few of the
-                # window's candidates (about half of them are wrong on KITTI: 15 px windows)
-                T_cw, inl = pnp_from_prediction(
-                    self.map.points[rows], feats.keypoints[kp], self.calib, inv(guess),
-                    c.pnp_reprojection_px, c.pnp_iterations, c.min_inliers, 0.3)
-            relocalising = T_cw is None or len(inl) < c.min_inliers
-            if relocalising:  # the prediction was wrong: match the whole local map
-                rows, kp = self._associate_all(feats)
-                if len(rows) >= c.min_inliers:
-                    T_cw, inl = solve_pnp(self.map.points[rows], feats.keypoints[kp],
-                                          self.calib, inv(guess), c.pnp_reprojection_px,
-                                          c.pnp_iterations)
-            if T_cw is not None and len(inl) >= c.min_inliers:
-                rows, kp = self._associate(feats, inv(T_cw), c.refine_radius_px)
-                T_ref, inl = refine_pnp(self.map.points[rows], feats.keypoints[kp], self.calib,
-                                        T_cw, c.pnp_reprojection_px)
-                if len(inl) >= c.min_inliers:
-                    T_cw, tracked = T_ref, True
-                    rows, kp = rows[inl], kp[inl]
-            if tracked:
+            T_cw, rows, kp, relocalising = self._pose_search(feats, guess)
+            if T_cw is not None:
+                tracked = True
                 self.relocalised += relocalising
                 T_new = inv(T_cw)
                 ids[kp] = self.map.ids[rows]
@@ -255,10 +235,67 @@ class MapTracker:
                 obs_ur = np.r_[obs_ur, np.full(len(k_ids), np.nan, np.float32)]
                 obs_sc = np.r_[obs_sc, np.zeros(len(k_ids), np.float32)]
             self._last = (image, obs_ids, obs_uv.astype(np.float32))
+        self.last_observed = len(obs_ids)
         self._end_frame()
         return Observations(stamp, index, obs_ids, obs_uv, obs_ur, obs_sc,
                             {'map_matching': (t1 - t0) * 1e3,
                              'map_update': (time.perf_counter() - t1) * 1e3})
+
+    def _solve_at(self, feats: Features, T_guess: np.ndarray, radius: float
+                  ) -> Tuple[Optional[np.ndarray], np.ndarray, np.ndarray]:
+        """Landmarks matched in windows of ``radius`` px around their projection at the pose
+        ``T_guess`` (T_world_cam), then PnP refined from that pose (RANSAC only when that
+        explains too few: about half of a wide window's candidates are wrong on KITTI).
+        Returns (T_cam_world or None, (K,) map rows, (K,) keypoints) of the inliers."""
+        c = self.cfg
+        rows, kp = self._associate(feats, T_guess, radius)
+        if len(rows) < c.min_inliers:
+            return None, rows[:0], kp[:0]
+        T_cw, inl = pnp_from_prediction(self.map.points[rows], feats.keypoints[kp], self.calib,
+                                        inv(T_guess), c.pnp_reprojection_px, c.pnp_iterations,
+                                        c.min_inliers, 0.3)
+        if T_cw is None:
+            return None, rows[:0], kp[:0]
+        return T_cw, rows[inl], kp[inl]
+
+    def _pose_search(self, feats: Features, guess: np.ndarray
+                     ) -> Tuple[Optional[np.ndarray], np.ndarray, np.ndarray, bool]:
+        """The pose of a frame with features, from the best supported of a few starts.
+
+        First the constant-velocity prediction ``guess`` (T_world_cam). When that explains
+        fewer than ``MIN_TRACKED_SHARE`` of the last frame's landmarks, the motion model may be
+        what is wrong (a sudden stop, a start, a jolt): the last pose (standing still) is tried
+        too, and if that is weak as well, the whole local map without windows (relocalisation).
+        The start with the most PnP inliers wins; a narrow search at its pose then collects
+        every landmark it explains and refines it.
+
+        Returns:
+            (T_cam_world or None, (K,) map rows, (K,) keypoints of the inliers, relocalised).
+        """
+        c = self.cfg
+        # wider while the motion is unknown (the second frame)
+        wide = c.search_radius_px * (3.0 if self.frames == 1 else 1.0)
+        need = max(c.min_inliers, MIN_TRACKED_SHARE * self.last_observed)
+        best = self._solve_at(feats, guess, wide) + (False,)
+        if len(best[1]) < need:
+            still = self._solve_at(feats, self.motion.T, wide) + (False,)
+            best = max(best, still, key=lambda b: len(b[1]))
+        if len(best[1]) < need:  # match the whole local map
+            rows, kp = self._associate_all(feats)
+            if len(rows) >= c.min_inliers:
+                T_cw, inl = solve_pnp(self.map.points[rows], feats.keypoints[kp], self.calib,
+                                      inv(guess), c.pnp_reprojection_px, c.pnp_iterations)
+                if T_cw is not None and len(inl) > len(best[1]):
+                    best = (T_cw, rows[inl], kp[inl], True)
+        T_cw, rows, kp, relocalised = best
+        if T_cw is None or len(rows) < c.min_inliers:
+            return None, rows[:0], kp[:0], False
+        rows, kp = self._associate(feats, inv(T_cw), c.refine_radius_px)
+        T_ref, inl = refine_pnp(self.map.points[rows], feats.keypoints[kp], self.calib, T_cw,
+                                c.pnp_reprojection_px)
+        if len(inl) < c.min_inliers:
+            return None, rows[:0], kp[:0], False
+        return T_ref, rows[inl], kp[inl], relocalised
 
     def _end_frame(self) -> None:
         """Forget the landmarks unseen for ``vo.map_max_age`` frames; count the frame."""
@@ -316,7 +353,7 @@ class MapTracker:
 
         Returns:
             Observations of the PnP inliers, or None (nothing changed) when fewer than
-            ``vo.min_inliers``, or than ``KLT_MIN_SHARE`` of the last frame's landmarks, are
+            ``vo.min_inliers``, or than ``MIN_TRACKED_SHARE`` of the last frame's landmarks, are
             tracked: the caller then extracts the frame and calls :meth:`track`.
         """
         t0 = time.perf_counter()
@@ -325,7 +362,7 @@ class MapTracker:
             return None
         guess = self.motion.predict(stamp)
         rows, uv = self._follow(image, guess)
-        need = max(c.min_inliers, KLT_MIN_SHARE * len(self._last[1]))
+        need = max(c.min_inliers, MIN_TRACKED_SHARE * self.last_observed)
         if len(rows) < need:
             return None
         T_cw, inl = pnp_from_prediction(self.map.points[rows], uv, self.calib, inv(guess),
@@ -339,6 +376,7 @@ class MapTracker:
         self.map.last_seen[rows] = self.frames
         ids = self.map.ids[rows]
         self._last = (image, ids, uv)
+        self.last_observed = len(ids)
         self._end_frame()
         k = len(ids)
         return Observations(stamp, index, ids, uv, np.full(k, np.nan, np.float32),
