@@ -277,7 +277,7 @@ class MapTracker:
         wide = c.search_radius_px * (3.0 if self.frames == 1 else 1.0)
         need = max(c.min_inliers, MIN_TRACKED_SHARE * self.last_observed)
         best = self._solve_at(feats, guess, wide) + (False,)
-        if len(best[1]) < need:
+        if len(best[1]) < need and not np.allclose(self.motion.T, guess):
             still = self._solve_at(feats, self.motion.T, wide) + (False,)
             best = max(best, still, key=lambda b: len(b[1]))
         if len(best[1]) < need:  # match the whole local map
