@@ -6,18 +6,20 @@ frames can move the final ATE by 50 %, so one run per sequence cannot tell two s
 apart. This bench writes, per shared sequence, seven variants that keep the scene and the
 motion (``hndesc_ros.datasets.variants``): flicker with seeds 1-3, a stop at 20 % of the
 sequence for 10 % of its length, one at 70 % for 15 %, exposure steps and motion blur. It runs
-every configuration on all of them and reports the mean and median ATE and the mean wall
-frames/s per sequence, one configuration after another (never two at once).
+every configuration on all of them and reports the mean and median ATE, the mean ATE after
+Sim(3) alignment (the shape, without the scale) and the mean wall frames/s per sequence, one
+configuration after another (never two at once).
 
     python bench/family.py [--sequences 06 01] [--config 'features.sift_pixels=0' ...]
-                           [--json FILE]
+                           [--peer [--runs 3]] [--json FILE]
 
 Each ``--config`` is a space-separated list of ``key=value`` overrides ('' = the defaults).
 ``--offset SEQ=PX`` holds that sequence's disparity offset at PX instead of estimating it
 (``vo.disparity_offset``, ``vo.estimate_disparity_offset: false``): on these short runs the
 estimate spreads by about 0.1 px from one copy to the next and moves 01's ATE by a factor of
 two, which hides what a tracking change does. ``python bench/depth_bias.py --pairs`` gives the
-value the ground-truth motion implies (06 0.20, 01 1.27 px).
+value the ground-truth motion implies (06 0.20, 01 1.27 px). ``--peer`` runs ORB-SLAM3 on the
+same copies first (``../shared/tools/orbslam3_peer.py``, as ``peers.py`` does).
 """
 import argparse
 import os
@@ -34,7 +36,7 @@ from hndesc_ros.config import load_config, parse_overrides  # noqa: E402
 from hndesc_ros.datasets.kitti import KittiSequence  # noqa: E402
 from hndesc_ros.datasets.variants import stop_order, write_variant  # noqa: E402
 from hndesc_ros.runner import run_sequence  # noqa: E402
-from peers import SHARED, write_rows  # noqa: E402
+from peers import SHARED, orbslam3, write_rows  # noqa: E402
 
 
 def family(src: Path, out: Path) -> dict:
@@ -49,12 +51,35 @@ def family(src: Path, out: Path) -> dict:
     return {name: write_variant(src, out / name, **kw) for name, kw in specs.items()}
 
 
+def peer_rows(name: str, variants: dict, runs: int, out: Path) -> list:
+    """ORB-SLAM3 on every copy (``peers.orbslam3``), one printed line like a configuration's."""
+    load = os.getloadavg()[0]
+    rows = []
+    for vname, seq_dir in variants.items():
+        poses = seq_dir.parent.parent / 'poses' / f'{seq_dir.name}.txt'
+        p = orbslam3(seq_dir, poses, runs, False, out / vname)
+        rows.append({'sequence': name, 'config': 'ORB-SLAM3', 'variant': vname,
+                     'ate_m': p['ate_rmse_m'], 'fps': p['wall_fps'],
+                     'ate_sim3_m': p['ate_sim3_m'], 'path_ratio': p['path_ratio'],
+                     'lost': p['lost'], 'load': load})
+    ates = [r['ate_m'] for r in rows]
+    print(f"{name} [ORB-SLAM3, median of {runs}] ATE mean {np.mean(ates):.3f} median "
+          f"{np.median(ates):.3f} m (min {min(ates):.3f}, max {max(ates):.3f}), Sim(3) ATE "
+          f"mean {np.mean([r['ate_sim3_m'] for r in rows]):.3f} m, "
+          f"{np.mean([r['fps'] for r in rows]):.1f} frames/s, "
+          f"{sum(r['lost'] for r in rows)} lost, load {load:.1f}", flush=True)
+    return rows
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('--sequences', nargs='+', default=['06', '01'])
     ap.add_argument('--config', action='append', default=None, metavar="'K=V ...'")
     ap.add_argument('--offset', action='append', default=[], metavar='SEQ=PX',
                     help="hold a sequence's disparity offset at PX (px; no estimate)")
+    ap.add_argument('--peer', action='store_true',
+                    help='also ORB-SLAM3 on every copy (median of --runs runs each)')
+    ap.add_argument('--runs', type=int, default=3, help='ORB-SLAM3 runs per copy')
     ap.add_argument('--json', help='write every run here')
     args = ap.parse_args()
     try:
@@ -66,6 +91,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix='hndesc-family-') as tmp:
         for name in args.sequences:
             variants = family(SHARED / 'data' / 'kitti' / 'sequences' / name, Path(tmp) / name)
+            if args.peer:
+                rows += peer_rows(name, variants, args.runs, Path(tmp) / f'orb{name}')
             for text in configs:
                 overrides = parse_overrides(text.split())
                 if name in held:
@@ -73,19 +100,23 @@ def main() -> int:
                                       'vo.estimate_disparity_offset': False})
                 cfg = load_config(None, overrides)
                 load = os.getloadavg()[0]
-                ates, fps, lost = [], [], 0
+                ates, shapes, fps, lost = [], [], [], 0
                 for vname, seq_dir in variants.items():
                     m = run_sequence(KittiSequence(seq_dir), cfg)['metrics']
                     ates.append(m['ate_rmse_m'])
+                    shapes.append(m['ate_sim3_m'])
                     fps.append(m['wall_fps'])
                     lost += m['tracking_lost']
                     rows.append({'sequence': name, 'config': text, 'variant': vname,
                                  'offset_held_px': held.get(name),
                                  'ate_m': m['ate_rmse_m'], 'fps': m['wall_fps'],
+                                 'ate_sim3_m': m['ate_sim3_m'],
+                                 'path_ratio': m['path_ratio'],
                                  'lost': m['tracking_lost'], 'load': load})
                 print(f"{name} [{text or 'defaults'}] ATE mean {np.mean(ates):.3f} median "
                       f"{np.median(ates):.3f} m (min {min(ates):.3f}, max {max(ates):.3f}), "
-                      f"{np.mean(fps):.1f} frames/s, {lost} lost, load {load:.1f}", flush=True)
+                      f"Sim(3) ATE mean {np.mean(shapes):.3f} m, {np.mean(fps):.1f} frames/s, "
+                      f"{lost} lost, load {load:.1f}", flush=True)
     write_rows(args.json, rows)
     return 0
 

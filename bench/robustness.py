@@ -9,8 +9,9 @@ median of ``--runs``), in one run.
                                [--set key=value ...] [--json FILE]
 
 Per variant and system: ATE, frames lost, the ratio to the same system's clean ATE, and the
-ratio to ORB-SLAM3's ATE on the same variant. ``--set`` overrides hndesc's config (a lever
-under test).
+ratio to ORB-SLAM3's ATE on the same variant, and the shape and scale apart (Sim(3) ATE and
+path length over the ground truth's, as in ``peers.py``). ``--set`` overrides hndesc's config
+(a lever under test).
 """
 import argparse
 import os
@@ -58,6 +59,8 @@ def main() -> int:
                     clean.setdefault('ORB-SLAM3', peer)
                     rows.append({'sequence': name, 'light': light, 'system': 'ORB-SLAM3',
                                  'ate_m': peer, 'lost': p['lost'], 'load': load,
+                                 'ate_sim3_m': p['ate_sim3_m'],
+                                 'path_ratio': p['path_ratio'],
                                  'vs_clean': peer / clean['ORB-SLAM3']})
                 for ex in args.extractors:
                     load = os.getloadavg()[0]
@@ -67,11 +70,14 @@ def main() -> int:
                     rows.append({'sequence': name, 'light': light, 'system': f'hndesc {ex}',
                                  'ate_m': m['ate_rmse_m'], 'lost': m['tracking_lost'],
                                  'load': load, 'fps': m['wall_fps'],
+                                 'ate_sim3_m': m['ate_sim3_m'],
+                                 'path_ratio': m['path_ratio'],
                                  'vs_clean': m['ate_rmse_m'] / clean[ex],
                                  'vs_orbslam3': m['ate_rmse_m'] / peer if peer else None})
                 for r in rows[-(len(args.extractors) + (peer is not None)):]:
                     vs = f", {r['vs_orbslam3']:.2f}x ORB-SLAM3" if r.get('vs_orbslam3') else ''
-                    print(f"{name} {light:<8} {r['system']:<22} ATE {r['ate_m']:.3f} m, lost "
+                    print(f"{name} {light:<8} {r['system']:<22} ATE {r['ate_m']:.3f} m (Sim(3) "
+                          f"{r['ate_sim3_m']:.3f} m, length {r['path_ratio']:.3f}x), lost "
                           f"{r['lost']}, {r['vs_clean']:.2f}x clean{vs} (load {r['load']:.1f})",
                           flush=True)
     write_rows(args.json, rows)

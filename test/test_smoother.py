@@ -8,6 +8,7 @@ from hndesc_ros.eval.trajectory import evaluate, step_lengths
 from hndesc_ros.se3 import make_T
 from hndesc_ros.types import Observations, StereoCalib
 from hndesc_ros.vo.odometry import MonoOdometry, StereoOdometry
+from hndesc_ros.vo.smoother import StereoSmoother
 
 CALIB = StereoCalib(700.0, 700.0, 600.0, 180.0, 0.54, 1200, 370)
 
@@ -61,6 +62,28 @@ def test_smoother_beats_pnp_chaining_under_pixel_noise():
         errs[smooth] = np.sqrt((np.linalg.norm(est[:, :3, 3] - poses[:, :3, 3], axis=1)
                                 ** 2).mean())
     assert errs[True] < errs[False]
+
+
+def test_keyframe_whose_landmarks_all_lie_behind_it_keeps_the_window():
+    """Every factor of the new keyframe loses its Jacobian (its guess stands 30 m ahead, so
+    every landmark it observes is behind it): GTSAM called that an indeterminate system and
+    the window restarted. The loose pose prior keeps it determinate, the pose at its guess and
+    the landmarks where the first keyframe put them."""
+    rng = np.random.default_rng(0)
+    pts = np.c_[rng.uniform(-5, 5, 50), rng.uniform(-2, 2, 50), rng.uniform(5, 20, 50)]
+    sm = StereoSmoother(CALIB, 8)
+    ahead, true = make_T(np.eye(3), [0, 0, 30.0]), make_T(np.eye(3), [0, 0, 1.0])
+    for k, (T_guess, T_true) in enumerate([(np.eye(4), np.eye(4)), (ahead, true)]):
+        o = observe(pts, T_true, k)
+        assert len(o) > 40
+        rows = [(k, int(j), o.uv[i, 0], o.u_right[i], o.uv[i, 1])
+                for i, j in enumerate(o.track_ids)]
+        T = sm.add_keyframe(k, T_guess, {int(j): pts[j] for j in o.track_ids} if k == 0 else {},
+                            rows)
+    assert np.allclose(T[:3, 3], [0, 0, 30.0], atol=1e-6)
+    est = sm.landmarks(range(50))
+    assert len(est) > 40
+    assert max(np.linalg.norm(est[j] - pts[j]) for j in est) < 1e-3
 
 
 def test_tracking_loss_is_reported_and_recovered():

@@ -49,6 +49,9 @@ class _FixedLag:
         # the camera). It must be very loose: at 10 m it biased the poses measurably on
         # synthetic data with 0.5 px noise; at 1000 m it does not (test_smoother.py).
         self.landmark_prior = gtsam.noiseModel.Isotropic.Sigma(3, 1000.0)
+        # The same for every new stereo keyframe pose (1000 m, 1000 rad: no pull at all): a
+        # keyframe whose landmarks all lose their Jacobian would otherwise stop the window
+        self.loose_pose_prior = gtsam.noiseModel.Isotropic.Sigma(6, 1000.0)
         self.prior_noise = gtsam.noiseModel.Diagonal.Sigmas(  # the first pose: fixed
             np.array([1e-4, 1e-4, 1e-4, 1e-4, 1e-4, 1e-4]))
         params = gtsam.ISAM2Params()
@@ -172,6 +175,8 @@ class StereoSmoother(_FixedLag):
             noise = self.prior_noise if prior_sigma is None else \
                 gtsam.noiseModel.Isotropic.Sigma(6, prior_sigma)
             graph.add(gtsam.PriorFactorPose3(self.X(k), pose, noise))
+        else:
+            graph.add(gtsam.PriorFactorPose3(self.X(k), pose, self.loose_pose_prior))
         self._new_landmarks(graph, values, new_landmarks)
         touched = {}
         factor, point2, noise, K = gtsam.GenericStereoFactor3D, gtsam.StereoPoint2, self.noise, \
