@@ -51,6 +51,16 @@ def family(src: Path, out: Path) -> dict:
     return {name: write_variant(src, out / name, **kw) for name, kw in specs.items()}
 
 
+def print_summary(name: str, label: str, rows: list, load: float) -> None:
+    """One line for a configuration's (or ORB-SLAM3's) ``rows`` over the copies of ``name``."""
+    ates = [r['ate_m'] for r in rows]
+    print(f"{name} [{label}] ATE mean {np.mean(ates):.3f} median {np.median(ates):.3f} m "
+          f"(min {min(ates):.3f}, max {max(ates):.3f}), Sim(3) ATE mean "
+          f"{np.mean([r['ate_sim3_m'] for r in rows]):.3f} m, "
+          f"{np.mean([r['fps'] for r in rows]):.1f} frames/s, "
+          f"{sum(r['lost'] for r in rows)} lost, load {load:.1f}", flush=True)
+
+
 def peer_rows(name: str, variants: dict, runs: int, out: Path) -> list:
     """ORB-SLAM3 on every copy (``peers.orbslam3``), one printed line like a configuration's."""
     load = os.getloadavg()[0]
@@ -62,12 +72,7 @@ def peer_rows(name: str, variants: dict, runs: int, out: Path) -> list:
                      'ate_m': p['ate_rmse_m'], 'fps': p['wall_fps'],
                      'ate_sim3_m': p['ate_sim3_m'], 'path_ratio': p['path_ratio'],
                      'lost': p['lost'], 'load': load})
-    ates = [r['ate_m'] for r in rows]
-    print(f"{name} [ORB-SLAM3, median of {runs}] ATE mean {np.mean(ates):.3f} median "
-          f"{np.median(ates):.3f} m (min {min(ates):.3f}, max {max(ates):.3f}), Sim(3) ATE "
-          f"mean {np.mean([r['ate_sim3_m'] for r in rows]):.3f} m, "
-          f"{np.mean([r['fps'] for r in rows]):.1f} frames/s, "
-          f"{sum(r['lost'] for r in rows)} lost, load {load:.1f}", flush=True)
+    print_summary(name, f'ORB-SLAM3, median of {runs}', rows, load)
     return rows
 
 
@@ -100,23 +105,17 @@ def main() -> int:
                                       'vo.estimate_disparity_offset': False})
                 cfg = load_config(None, overrides)
                 load = os.getloadavg()[0]
-                ates, shapes, fps, lost = [], [], [], 0
+                mine = []
                 for vname, seq_dir in variants.items():
                     m = run_sequence(KittiSequence(seq_dir), cfg)['metrics']
-                    ates.append(m['ate_rmse_m'])
-                    shapes.append(m['ate_sim3_m'])
-                    fps.append(m['wall_fps'])
-                    lost += m['tracking_lost']
-                    rows.append({'sequence': name, 'config': text, 'variant': vname,
+                    mine.append({'sequence': name, 'config': text, 'variant': vname,
                                  'offset_held_px': held.get(name),
                                  'ate_m': m['ate_rmse_m'], 'fps': m['wall_fps'],
                                  'ate_sim3_m': m['ate_sim3_m'],
                                  'path_ratio': m['path_ratio'],
                                  'lost': m['tracking_lost'], 'load': load})
-                print(f"{name} [{text or 'defaults'}] ATE mean {np.mean(ates):.3f} median "
-                      f"{np.median(ates):.3f} m (min {min(ates):.3f}, max {max(ates):.3f}), "
-                      f"Sim(3) ATE mean {np.mean(shapes):.3f} m, {np.mean(fps):.1f} frames/s, "
-                      f"{lost} lost, load {load:.1f}", flush=True)
+                print_summary(name, text or 'defaults', mine, load)
+                rows += mine
     write_rows(args.json, rows)
     return 0
 

@@ -49,9 +49,6 @@ class _FixedLag:
         # the camera). It must be very loose: at 10 m it biased the poses measurably on
         # synthetic data with 0.5 px noise; at 1000 m it does not (test_smoother.py).
         self.landmark_prior = gtsam.noiseModel.Isotropic.Sigma(3, 1000.0)
-        # The same for every new stereo keyframe pose (1000 m, 1000 rad: no pull at all): a
-        # keyframe whose landmarks all lose their Jacobian would otherwise stop the window
-        self.loose_pose_prior = gtsam.noiseModel.Isotropic.Sigma(6, 1000.0)
         self.prior_noise = gtsam.noiseModel.Diagonal.Sigmas(  # the first pose: fixed
             np.array([1e-4, 1e-4, 1e-4, 1e-4, 1e-4, 1e-4]))
         params = gtsam.ISAM2Params()
@@ -152,6 +149,10 @@ class StereoSmoother(_FixedLag):
         base = gtsam.noiseModel.Isotropic.Sigma(3, pixel_sigma)
         self.noise = gtsam.noiseModel.Robust.Create(
             gtsam.noiseModel.mEstimator.Huber.Create(huber_k), base)
+        # As loose for every new keyframe pose as the landmark prior (1000 m, 1000 rad: no pull
+        # at all): a keyframe whose landmarks all lose their Jacobian would otherwise leave an
+        # indeterminate system and restart the window
+        self.loose_pose_prior = gtsam.noiseModel.Isotropic.Sigma(6, 1000.0)
 
     def add_keyframe(self, k: int, T_world_cam: np.ndarray,
                      new_landmarks: Dict[int, np.ndarray],
