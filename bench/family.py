@@ -11,7 +11,7 @@ Sim(3) alignment (the shape, without the scale) and the mean wall frames/s per s
 configuration after another (never two at once).
 
     python bench/family.py [--sequences 06 01] [--config 'features.sift_pixels=0' ...]
-                           [--peer [--runs 3]] [--json FILE]
+                           [--peer [--runs 3]] [--scale 0.5] [--json FILE]
 
 Each ``--config`` is a space-separated list of ``key=value`` overrides ('' = the defaults).
 ``--offset SEQ=PX`` holds that sequence's disparity offset at PX instead of estimating it
@@ -19,7 +19,9 @@ Each ``--config`` is a space-separated list of ``key=value`` overrides ('' = the
 estimate spreads by about 0.1 px from one copy to the next and moves 01's ATE by a factor of
 two, which hides what a tracking change does. ``python bench/depth_bias.py --pairs`` gives the
 value the ground-truth motion implies (06 0.20, 01 1.27 px). ``--peer`` runs ORB-SLAM3 on the
-same copies first (``../shared/tools/orbslam3_peer.py``, as ``peers.py`` does).
+same copies first (``../shared/tools/orbslam3_peer.py``, as ``peers.py`` does). ``--scale``
+writes every copy as a camera of that size would see it (``hndesc-vo variant --scale``; a held
+offset is then in that camera's pixels).
 """
 import argparse
 import os
@@ -39,8 +41,9 @@ from hndesc_ros.runner import run_sequence  # noqa: E402
 from peers import SHARED, orbslam3, write_rows  # noqa: E402
 
 
-def family(src: Path, out: Path) -> dict:
-    """The seven variants of ``src`` (name -> sequence directory), written under ``out``."""
+def family(src: Path, out: Path, scale: float = 1.0) -> dict:
+    """The seven variants of ``src`` (name -> sequence directory), written under ``out``, as a
+    camera of ``scale`` times the size would see them."""
     n = len(KittiSequence(src))
     every = list(range(n))
     specs = {f'flicker{k}': dict(order=every, light='flicker', seed=k) for k in (1, 2, 3)}
@@ -48,7 +51,8 @@ def family(src: Path, out: Path) -> dict:
     specs['stop70'] = dict(order=stop_order(n, int(0.7 * n), max(1, int(0.15 * n))))
     specs['steps'] = dict(order=every, light='steps')
     specs['blur'] = dict(order=every, light='blur')
-    return {name: write_variant(src, out / name, **kw) for name, kw in specs.items()}
+    return {name: write_variant(src, out / name, scale=scale, **kw)
+            for name, kw in specs.items()}
 
 
 def print_summary(name: str, label: str, rows: list, load: float) -> None:
@@ -85,6 +89,8 @@ def main() -> int:
     ap.add_argument('--peer', action='store_true',
                     help='also ORB-SLAM3 on every copy (median of --runs runs each)')
     ap.add_argument('--runs', type=int, default=3, help='ORB-SLAM3 runs per copy')
+    ap.add_argument('--scale', type=float, default=1.0,
+                    help='copies as a camera of this many times the size (0.5: half)')
     ap.add_argument('--json', help='write every run here')
     args = ap.parse_args()
     try:
@@ -95,7 +101,8 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix='hndesc-family-') as tmp:
         for name in args.sequences:
-            variants = family(SHARED / 'data' / 'kitti' / 'sequences' / name, Path(tmp) / name)
+            variants = family(SHARED / 'data' / 'kitti' / 'sequences' / name, Path(tmp) / name,
+                              args.scale)
             if args.peer:
                 rows += peer_rows(name, variants, args.runs, Path(tmp) / f'orb{name}')
             for text in configs:

@@ -49,8 +49,9 @@ class FeatureConfig:
     border: int = 8                    # learned keypoints: ignore this many border pixels
     num_threads: int = 1               # threads of each torch / onnxruntime / OpenCV call
     sift_upsample: bool = False        # SIFT's 2x-upsampled first octave (4x the cost)
-    sift_pixels: int = 75000           # stereo: SIFT on about this many pixels at most (cost
-    #                                    goes with them; never above half size); 0 = half size
+    sift_pixels: int = 75000           # stereo: SIFT on about this many pixels whatever the
+    #                                    camera (cost goes with them; a small camera at up to
+    #                                    its full size); 0 = half size
     parallel: bool = True              # SIFT || network, and left || right, in two threads
     network_scale: float = 0.4         # network input scale (learned keypoints: at least 0.75)
     network_pixels: int = 75000        # SIFT keypoints: the network sees at most about this many

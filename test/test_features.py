@@ -121,14 +121,16 @@ def test_sparse_stereo_matching_equals_the_masked_dense_one(kitti06):
 def test_sift_within_a_pixel_budget_keeps_its_coordinates(kitti06):
     """``features.sift_pixels``: on a real KITTI 06 frame, SIFT on about 75,000 px (0.41 of
     the size, x and y scaled exactly) finds keypoints where SIFT at half size finds them, with
-    no shift between the two (a wrong scale would move the right edge by a pixel); a small
-    image is never taken below half size, and mono's front end keeps half size."""
+    no shift between the two (a wrong scale would move the right edge by a pixel); a smaller
+    camera is seen at about the same pixels (up to its full size), and mono's front end keeps
+    half size."""
     from hndesc_ros.config import frontend_features, load_config
     image = read_image(kitti06 / 'image_0' / '000010.png', gray=True)
     half, budget = Sift(2000, upsample=False), Sift(2000, upsample=False, max_pixels=75000)
     h, w = image.shape
     assert abs(budget.working_scale(w, h) ** 2 * w * h - 75000) < 100
-    assert budget.working_scale(w // 2, h // 2) == 0.5
+    assert abs(budget.working_scale(w // 2, h // 2) ** 2 * (w // 2) * (h // 2) - 75000) < 100
+    assert budget.working_scale(200, 100) == 1.0 and half.working_scale(w // 2, h // 2) == 0.5
     assert Sift(2000, upsample=True, max_pixels=75000).working_scale(w, h) == 1.0
     a, b = half(image).keypoints, budget(image).keypoints
     assert 0.3 * len(a) < len(b) < len(a)

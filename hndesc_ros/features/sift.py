@@ -41,9 +41,10 @@ class Sift:
             downsampled 2x, so OpenCV's first octave is the input resolution: about a quarter
             of the cost, without the finest-scale keypoints. Coordinates and sizes are always
             returned in the input image.
-        max_pixels: without ``upsample``: an image of more than this many pixels is
-            downsampled further, to about this many (the cost is proportional to them); 0:
-            half size whatever the image.
+        max_pixels: without ``upsample``: SIFT runs on about this many pixels whatever the
+            image (the cost is proportional to them), a big image downsampled, a small one at
+            up to its full size (OpenCV's upsampled first octave); 0: half size whatever the
+            image.
     """
 
     def __init__(self, max_keypoints: int = 2000, contrast_threshold: float = 0.005,
@@ -60,13 +61,15 @@ class Sift:
 
     def working_scale(self, width: int, height: int) -> float:
         """Scale of the image SIFT runs on relative to a ``width`` x ``height`` input: 1 with
-        ``upsample``, else 0.5, or less where ``max_pixels`` asks for it."""
+        ``upsample``; else the scale of about ``max_pixels`` pixels, at most 1 (0.5 without a
+        budget). A camera of half KITTI's size is then seen as KITTI is, rather than at a
+        quarter of the pixels: there SIFT at half size finds 130 keypoints on 01 where the full
+        camera gives 350, and PnP loses frames."""
         if self.upsample:
             return 1.0
-        scale = 0.5
-        if self.max_pixels > 0 and (scale ** 2) * width * height > self.max_pixels:
-            scale = float(np.sqrt(self.max_pixels / (width * height)))
-        return scale
+        if self.max_pixels <= 0:
+            return 0.5
+        return float(min(1.0, np.sqrt(self.max_pixels / (width * height))))
 
     def _working_image(self, gray: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """The image SIFT runs on and its (2,) x and y scales relative to the input (exact:
