@@ -11,7 +11,7 @@ Sim(3) alignment (the shape, without the scale) and the mean wall frames/s per s
 configuration after another (never two at once).
 
     python bench/family.py [--sequences 06 01] [--config 'features.sift_pixels=0' ...]
-                           [--peer [--runs 3]] [--scale 0.5] [--json FILE]
+                           [--peer [--runs 3]] [--scale 0.5] [--held] [--json FILE]
 
 Each ``--config`` is a space-separated list of ``key=value`` overrides ('' = the defaults).
 ``--offset SEQ=PX`` holds that sequence's disparity offset at PX instead of estimating it
@@ -21,7 +21,10 @@ two, which hides what a tracking change does. ``python bench/depth_bias.py --pai
 value the ground-truth motion implies (06 0.20, 01 1.27 px). ``--peer`` runs ORB-SLAM3 on the
 same copies first (``../shared/tools/orbslam3_peer.py``, as ``peers.py`` does). ``--scale``
 writes every copy as a camera of that size would see it (``hndesc-vo variant --scale``; a held
-offset is then in that camera's pixels).
+offset is then in that camera's pixels). ``--held`` runs every copy a second time with the
+offset held from the first frame at the value the first run ended with: what the estimate's
+transient (0 until three pairs, then a median of few) costs, and what a user who sets
+``vo.disparity_offset`` from an earlier drive's ``disparity_offset_px`` gets.
 """
 import argparse
 import os
@@ -65,6 +68,13 @@ def print_summary(name: str, label: str, rows: list, load: float) -> None:
           f"{sum(r['lost'] for r in rows)} lost, load {load:.1f}", flush=True)
 
 
+def row(name: str, config: str, variant: str, held: float, m: dict, load: float) -> dict:
+    """One run's figures as the bench stores them."""
+    return {'sequence': name, 'config': config, 'variant': variant, 'offset_held_px': held,
+            'ate_m': m['ate_rmse_m'], 'fps': m['wall_fps'], 'ate_sim3_m': m['ate_sim3_m'],
+            'path_ratio': m['path_ratio'], 'lost': m['tracking_lost'], 'load': load}
+
+
 def peer_rows(name: str, variants: dict, runs: int, out: Path) -> list:
     """ORB-SLAM3 on every copy (``peers.orbslam3``), one printed line like a configuration's."""
     load = os.getloadavg()[0]
@@ -89,6 +99,9 @@ def main() -> int:
     ap.add_argument('--peer', action='store_true',
                     help='also ORB-SLAM3 on every copy (median of --runs runs each)')
     ap.add_argument('--runs', type=int, default=3, help='ORB-SLAM3 runs per copy')
+    ap.add_argument('--held', action='store_true',
+                    help='run every copy twice: estimating the offset, then holding it from the '
+                         'first frame at the value the first run ended with')
     ap.add_argument('--scale', type=float, default=1.0,
                     help='copies as a camera of this many times the size (0.5: half)')
     ap.add_argument('--json', help='write every run here')
@@ -112,17 +125,22 @@ def main() -> int:
                                       'vo.estimate_disparity_offset': False})
                 cfg = load_config(None, overrides)
                 load = os.getloadavg()[0]
-                mine = []
+                mine, second = [], []
                 for vname, seq_dir in variants.items():
                     m = run_sequence(KittiSequence(seq_dir), cfg)['metrics']
-                    mine.append({'sequence': name, 'config': text, 'variant': vname,
-                                 'offset_held_px': held.get(name),
-                                 'ate_m': m['ate_rmse_m'], 'fps': m['wall_fps'],
-                                 'ate_sim3_m': m['ate_sim3_m'],
-                                 'path_ratio': m['path_ratio'],
-                                 'lost': m['tracking_lost'], 'load': load})
+                    mine.append(row(name, text, vname, held.get(name), m, load))
+                    if args.held and m['disparity_offset_px'] is not None:
+                        again = load_config(None, {**overrides, 'vo.estimate_disparity_offset':
+                                                   False, 'vo.disparity_offset':
+                                                   m['disparity_offset_px']})
+                        m2 = run_sequence(KittiSequence(seq_dir), again)['metrics']
+                        second.append(row(name, f'{text} held', vname,
+                                          m['disparity_offset_px'], m2, load))
                 print_summary(name, text or 'defaults', mine, load)
-                rows += mine
+                if second:
+                    print_summary(name, f"{text or 'defaults'}, offset held at the estimate "
+                                  'from the first frame', second, load)
+                rows += mine + second
     write_rows(args.json, rows)
     return 0
 
