@@ -52,6 +52,9 @@ class FeatureConfig:
     sift_pixels: int = 75000           # stereo: SIFT on about this many pixels whatever the
     #                                    camera (cost goes with them; a small camera at up to
     #                                    its full size); 0 = half size
+    sift_min_pixels: int = 100000      # SIFT at half size (sift_pixels 0; mono) on a camera
+    #                                    whose half is smaller: about this many pixels instead
+    #                                    (up to its full size; KITTI's half: 113,000+); 0 = off
     parallel: bool = True              # SIFT || network, and left || right, in two threads
     network_scale: float = 0.4         # network input scale (learned keypoints: at least 0.75)
     network_pixels: int = 75000        # SIFT keypoints: the network sees at most about this many
@@ -154,7 +157,10 @@ def frontend_features(cfg: Config) -> FeatureConfig:
     """The feature settings the VO front end runs with: ``cfg.features``, except that in mono
     (``vo.mono``) SIFT stays at half size whatever ``features.sift_pixels`` says. The budget is
     for stereo, whose depth comes from the pair; mono's motion and landmarks rest on its
-    keypoints alone (KITTI 00 with GT scale: 0.079 m at half size, 0.109 m at 75,000 px)."""
+    keypoints alone (KITTI 00 with GT scale: 0.079 m at half size, 0.109 m at 75,000 px). A
+    camera whose half is under ``features.sift_min_pixels`` gets about that many instead
+    (half-size KITTI 00, five keypoint orders: 0.145 m mean at its half, 0.111 m at 100,000
+    px)."""
     return dataclasses.replace(cfg.features, sift_pixels=0) if cfg.vo.mono else cfg.features
 
 
@@ -258,6 +264,9 @@ def validate(cfg: Config) -> Config:
         raise ConfigError('features.network_pixels: must be >= 0 (0: no cap)')
     if cfg.features.sift_pixels < 0:
         raise ConfigError('features.sift_pixels: must be >= 0 (0: half size)')
+    if cfg.features.sift_min_pixels < 0:
+        raise ConfigError('features.sift_min_pixels: must be >= 0 (0: half size whatever '
+                          'the camera)')
     if cfg.features.max_noise < 0:
         raise ConfigError('features.max_noise: must be >= 0 (0: never blur)')
     return cfg

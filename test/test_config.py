@@ -34,7 +34,7 @@ def test_invalid_values_name_the_key(key, value):
 
 
 @pytest.mark.parametrize('key', ['vo.klt_frames', 'features.network_pixels',
-                                 'features.sift_pixels'])
+                                 'features.sift_pixels', 'features.sift_min_pixels'])
 def test_negative_counts_are_refused_by_name(key):
     with pytest.raises(ConfigError, match=key):
         load_config(None, {key: -1})

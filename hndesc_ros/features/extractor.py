@@ -105,7 +105,7 @@ class Extractor:
                               '(residual, cnn, residual-small)')
         self.sift = Sift(c.max_keypoints, c.contrast_threshold, c.edge_threshold, c.upright,
                          root=(c.extractor != 'sift'), upsample=c.sift_upsample,
-                         max_pixels=c.sift_pixels)
+                         max_pixels=c.sift_pixels, min_pixels=c.sift_min_pixels)
         # OpenCV's pool is process-wide: SIFT runs beside the network (and the right image's
         # SIFT beside the left one), so one thread per call keeps two cores busy without
         # oversubscription (bench/extract.py)

@@ -43,16 +43,18 @@ class Sift:
             returned in the input image.
         max_pixels: without ``upsample``: SIFT runs on about this many pixels whatever the
             image (the cost is proportional to them), a big image downsampled, a small one at
-            up to its full size (OpenCV's upsampled first octave); 0: half size whatever the
+            up to its full size (OpenCV's upsampled first octave); 0: half size.
+        min_pixels: with half size (``max_pixels`` 0): an image whose half has fewer pixels is
+            seen at about this many instead (up to its full size); 0: half size whatever the
             image.
     """
 
     def __init__(self, max_keypoints: int = 2000, contrast_threshold: float = 0.005,
                  edge_threshold: float = 10.0, upright: bool = False, root: bool = True,
-                 upsample: bool = True, max_pixels: int = 0):
+                 upsample: bool = True, max_pixels: int = 0, min_pixels: int = 0):
         self.max_keypoints = max_keypoints
         self.upright, self.root, self.upsample = upright, root, upsample
-        self.max_pixels = max_pixels
+        self.max_pixels, self.min_pixels = max_pixels, min_pixels
         args = dict(nOctaveLayers=OCTAVE_LAYERS, edgeThreshold=edge_threshold,
                     contrastThreshold=2 * OCTAVE_LAYERS * contrast_threshold)
         self.sift = cv2.SIFT_create(nfeatures=0, **args)
@@ -61,15 +63,19 @@ class Sift:
 
     def working_scale(self, width: int, height: int) -> float:
         """Scale of the image SIFT runs on relative to a ``width`` x ``height`` input: 1 with
-        ``upsample``; else the scale of about ``max_pixels`` pixels, at most 1 (0.5 without a
-        budget). A camera of half KITTI's size is then seen as KITTI is, rather than at a
-        quarter of the pixels: there SIFT at half size finds 130 keypoints on 01 where the full
-        camera gives 350, and PnP loses frames."""
+        ``upsample``; else the scale of about ``max_pixels`` pixels, at most 1; without that
+        budget 0.5, or that of about ``min_pixels`` where half the size has fewer. A camera of
+        half KITTI's size is then seen as KITTI is, rather than at a quarter of the pixels:
+        there SIFT at half size finds 130 keypoints on 01 where the full camera gives 350, and
+        PnP loses frames."""
         if self.upsample:
             return 1.0
-        if self.max_pixels <= 0:
-            return 0.5
-        return float(min(1.0, np.sqrt(self.max_pixels / (width * height))))
+        budget = self.max_pixels
+        if budget <= 0:
+            if 0.25 * width * height >= self.min_pixels:
+                return 0.5
+            budget = self.min_pixels
+        return float(min(1.0, np.sqrt(budget / (width * height))))
 
     def _working_image(self, gray: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """The image SIFT runs on and its (2,) x and y scales relative to the input (exact:
