@@ -75,6 +75,11 @@ def row(name: str, config: str, variant: str, held: float, m: dict, load: float)
             'path_ratio': m['path_ratio'], 'lost': m['tracking_lost'], 'load': load}
 
 
+def offset_held_at(px: float) -> dict:
+    """The overrides that hold the disparity offset at ``px`` instead of estimating it."""
+    return {'vo.disparity_offset': px, 'vo.estimate_disparity_offset': False}
+
+
 def peer_rows(name: str, variants: dict, runs: int, out: Path) -> list:
     """ORB-SLAM3 on every copy (``peers.orbslam3``), one printed line like a configuration's."""
     load = os.getloadavg()[0]
@@ -107,7 +112,7 @@ def main() -> int:
     ap.add_argument('--json', help='write every run here')
     args = ap.parse_args()
     try:
-        held = {k: float(v) for k, v in (o.split('=', 1) for o in args.offset)}
+        offsets = {k: float(v) for k, v in (o.split('=', 1) for o in args.offset)}
     except ValueError:
         ap.error('--offset: SEQ=PX, e.g. 01=1.27')
     configs = args.config or ['']
@@ -120,26 +125,24 @@ def main() -> int:
                 rows += peer_rows(name, variants, args.runs, Path(tmp) / f'orb{name}')
             for text in configs:
                 overrides = parse_overrides(text.split())
-                if name in held:
-                    overrides.update({'vo.disparity_offset': held[name],
-                                      'vo.estimate_disparity_offset': False})
+                if name in offsets:
+                    overrides.update(offset_held_at(offsets[name]))
                 cfg = load_config(None, overrides)
+                label = text or 'defaults'
                 load = os.getloadavg()[0]
                 mine, second = [], []
                 for vname, seq_dir in variants.items():
                     m = run_sequence(KittiSequence(seq_dir), cfg)['metrics']
-                    mine.append(row(name, text, vname, held.get(name), m, load))
-                    if args.held and m['disparity_offset_px'] is not None:
-                        again = load_config(None, {**overrides, 'vo.estimate_disparity_offset':
-                                                   False, 'vo.disparity_offset':
-                                                   m['disparity_offset_px']})
+                    mine.append(row(name, text, vname, offsets.get(name), m, load))
+                    px = m['disparity_offset_px']
+                    if args.held and px is not None:
+                        again = load_config(None, {**overrides, **offset_held_at(px)})
                         m2 = run_sequence(KittiSequence(seq_dir), again)['metrics']
-                        second.append(row(name, f'{text} held', vname,
-                                          m['disparity_offset_px'], m2, load))
-                print_summary(name, text or 'defaults', mine, load)
+                        second.append(row(name, f'{text} held', vname, px, m2, load))
+                print_summary(name, label, mine, load)
                 if second:
-                    print_summary(name, f"{text or 'defaults'}, offset held at the estimate "
-                                  'from the first frame', second, load)
+                    print_summary(name, f'{label}, offset held at the estimate from the first '
+                                  'frame', second, load)
                 rows += mine + second
     write_rows(args.json, rows)
     return 0
