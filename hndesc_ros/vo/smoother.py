@@ -172,12 +172,13 @@ class StereoSmoother(_FixedLag):
         """
         gtsam = _gtsam()
         graph, values, stamps, pose = self._begin(k, T_world_cam)
-        if prior_sigma is not None or self.latest is None:
-            noise = self.prior_noise if prior_sigma is None else \
-                gtsam.noiseModel.Isotropic.Sigma(6, prior_sigma)
-            graph.add(gtsam.PriorFactorPose3(self.X(k), pose, noise))
+        if prior_sigma is not None:
+            prior = gtsam.noiseModel.Isotropic.Sigma(6, prior_sigma)
+        elif self.latest is None:
+            prior = self.prior_noise  # the first pose: fixed
         else:
-            graph.add(gtsam.PriorFactorPose3(self.X(k), pose, self.loose_pose_prior))
+            prior = self.loose_pose_prior
+        graph.add(gtsam.PriorFactorPose3(self.X(k), pose, prior))
         self._new_landmarks(graph, values, new_landmarks)
         touched = {}
         factor, point2, noise, K = gtsam.GenericStereoFactor3D, gtsam.StereoPoint2, self.noise, \
