@@ -87,9 +87,12 @@ def test_fusion_is_robust_and_bounded():
         est.add(v, 100.0)
     assert abs(est.value - 0.21) < 0.03
     low = DisparityOffset()
-    for v in [0.3, 0.35, 0.4, 0.32]:  # low information (sigma 0.45 px) enters all the same
+    for v in [0.3, 0.35, 0.4, 0.32]:  # low information (sigma 0.45 px) enters all the same,
         assert low.add(v, 5.0)
-    assert abs(low.value - 0.335) < 1e-9  # the two middle values' mean (equal weights)
+    assert low.value == 0.0            # but moves nothing until it sums to a 0.1 px estimate
+    for v in [0.3, 0.35, 0.4, 0.32] * 4:
+        low.add(v, 5.0)
+    assert low.pairs == 20 and abs(low.value - 0.335) < 1e-9  # the middle values' mean
     assert not est.add(7.0, 100.0)       # beyond max_px
     assert not est.add(0.2, 1.0)         # sigma 1 px: uninformative
     assert not est.add(float('nan'), 100.0)
