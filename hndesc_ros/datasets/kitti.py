@@ -8,7 +8,7 @@ from typing import Iterator, Optional
 
 import numpy as np
 
-from hndesc_ros.datasets.poses import read_trajectory
+from hndesc_ros.datasets.poses import read_trajectory, write_kitti
 from hndesc_ros.errors import HndescError
 from hndesc_ros.features.image import read_image
 from hndesc_ros.types import StereoCalib, StereoFrame
@@ -26,6 +26,23 @@ def read_calib(path: str | Path) -> dict:
             if len(nums) == 12:
                 out[key.strip()] = np.array(nums, float).reshape(3, 4)
     return out
+
+
+def write_sequence_files(root: str | Path, name: str, calib: StereoCalib, times: np.ndarray,
+                         gt_relative: np.ndarray) -> Path:
+    """The files of the KITTI sequence ``root/sequences/NAME`` other than its images:
+    ``calib.txt`` (P0 and P1 of the rectified pair ``calib``), ``times.txt`` ((N,) seconds)
+    and the ground truth ``root/poses/NAME.txt`` ((N, 4, 4), the first camera's frame as the
+    world). Returns the sequence folder."""
+    seq = Path(root) / 'sequences' / name
+    seq.mkdir(parents=True, exist_ok=True)
+    c = calib
+    P0 = [c.fx, 0, c.cx, 0, 0, c.fy, c.cy, 0, 0, 0, 1, 0]
+    P1 = [c.fx, 0, c.cx, -c.fx * c.baseline, 0, c.fy, c.cy, 0, 0, 0, 1, 0]
+    (seq / 'calib.txt').write_text(f'P0: {" ".join(map(str, P0))}\nP1: {" ".join(map(str, P1))}\n')
+    np.savetxt(seq / 'times.txt', times, fmt='%.6f')
+    write_kitti(Path(root) / 'poses' / f'{name}.txt', gt_relative)
+    return seq
 
 
 class KittiSequence:

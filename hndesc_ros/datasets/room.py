@@ -20,9 +20,10 @@ from typing import List, Sequence, Tuple
 import cv2
 import numpy as np
 
-from hndesc_ros.datasets.poses import write_kitti
+from hndesc_ros.datasets.kitti import write_sequence_files
 from hndesc_ros.errors import HndescError
 from hndesc_ros.se3 import make_T
+from hndesc_ros.types import StereoCalib
 
 
 @dataclass
@@ -149,14 +150,8 @@ def write_room(out_dir: str | Path, images: Sequence[Path], frames: int = 200, s
             image += rng.normal(0.0, rig.noise_sigma, image.shape).astype(np.float32)
             cv2.imwrite(str(seq / sub / f'{k:06d}.png'),
                         np.clip(np.rint(image), 0, 255).astype(np.uint8))
-    cx, cy = rig.width / 2 - 0.5, rig.height / 2 - 0.5
-    K = np.array([[rig.focal, 0, cx], [0, rig.focal, cy], [0, 0, 1]])
-    P0 = np.hstack([K, np.zeros((3, 1))])
-    P1 = np.hstack([K, K @ np.array([[-rig.baseline], [0.0], [0.0]])])
-    (seq / 'calib.txt').write_text(''.join(
-        f'{name}: ' + ' '.join(f'{x:.12e}' for x in P.ravel()) + '\n'
-        for name, P in (('P0', P0), ('P1', P1))))
-    (seq / 'times.txt').write_text(''.join(f'{k / rig.rate_hz:.6e}\n' for k in range(frames)))
-    (Path(out_dir) / 'poses').mkdir(parents=True, exist_ok=True)
-    write_kitti(Path(out_dir) / 'poses' / 'room.txt', np.linalg.inv(path[0]) @ path)
+    calib = StereoCalib(rig.focal, rig.focal, rig.width / 2 - 0.5, rig.height / 2 - 0.5,
+                        rig.baseline, rig.width, rig.height)
+    write_sequence_files(out_dir, 'room', calib, np.arange(frames) / rig.rate_hz,
+                         np.linalg.inv(path[0]) @ path)
     return seq

@@ -12,6 +12,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
+from hndesc_ros.datasets.kitti import write_sequence_files
 from hndesc_ros.se3 import make_T
 from hndesc_ros.types import StereoCalib, StereoFrame
 
@@ -121,12 +122,5 @@ def write_kitti_layout(seq: SyntheticSequence, root, name: str = '00',
         fr = seq.frame(k)
         cv2.imwrite(str(sd / 'image_0' / f'{k:06d}.png'), fr.left)
         cv2.imwrite(str(sd / 'image_1' / f'{k:06d}.png'), fr.right)
-    c = seq.calib
-    P0 = [c.fx, 0, c.cx, 0, 0, c.fy, c.cy, 0, 0, 0, 1, 0]
-    P1 = [c.fx, 0, c.cx, -c.fx * c.baseline, 0, c.fy, c.cy, 0, 0, 0, 1, 0]
-    (sd / 'calib.txt').write_text(f'P0: {" ".join(map(str, P0))}\nP1: {" ".join(map(str, P1))}\n')
-    np.savetxt(sd / 'times.txt', seq.times[:n], fmt='%.6f')
-    (root / 'poses').mkdir(parents=True, exist_ok=True)
-    np.savetxt(root / 'poses' / f'{name}.txt', seq.gt_relative()[:n, :3, :4].reshape(-1, 12),
-               fmt='%.9e')
+    write_sequence_files(root, name, seq.calib, seq.times[:n], seq.gt_relative()[:n])
     return sd

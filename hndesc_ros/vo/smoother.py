@@ -158,6 +158,8 @@ class StereoSmoother(_FixedLag):
         iterations: extra iSAM2 update steps per keyframe (relinearisation).
     """
 
+    stamp_at_first = True
+
     def __init__(self, calib: StereoCalib, window: int = 8, pixel_sigma: float = 1.0,
                  huber_k: float = 1.345, iterations: int = 0):
         super().__init__(window, iterations)
@@ -171,8 +173,6 @@ class StereoSmoother(_FixedLag):
         # at all): a keyframe whose landmarks all lose their Jacobian would otherwise leave an
         # indeterminate system and restart the window
         self.loose_pose_prior = gtsam.noiseModel.Isotropic.Sigma(6, 1000.0)
-
-    stamp_at_first = True
 
     def add_keyframe(self, k: int, T_world_cam: np.ndarray,
                      new_landmarks: Dict[int, np.ndarray],
