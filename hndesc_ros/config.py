@@ -107,7 +107,9 @@ class VOConfig:
     smoother: bool = True              # False: tracking only (no GTSAM mapping)
     async_mapping: bool = False        # True: mapper in a background process (see README)
     share_map: bool = True             # refined landmarks go back to the tracker's local map
-    pipelined: bool = True             # next pair extracted while this one is tracked
+    pipelined: bool = True             # next pairs extracted while this one is tracked
+    prefetch: int = 4                  # pairs read and extracted ahead of the tracker
+    #                                    (vo.pipelined; one whole KLT cycle of a 20 Hz camera)
     min_track_length: int = 3          # observations before a landmark enters the graph
     stereo_gate_px: float = 3.0        # max reprojection error of a track's point (px)
     smoother_iterations: int = 0       # extra iSAM2 relinearisation steps per keyframe
@@ -118,6 +120,10 @@ class VOConfig:
     klt_frames: int = 1                # stereo: frames tracked by KLT alone (no features, no
     #                                    new landmarks, no keyframe) between extracted ones;
     #                                    0 = every pair extracted
+    klt_rate_hz: float = 10.0          # the camera rate klt_frames is counted at: a pair is
+    #                                    extracted once (klt_frames + 1) / klt_rate_hz s have
+    #                                    passed (a 20 Hz camera: every 4th pair); 0 = count
+    #                                    pairs whatever the rate
     klt_reobserve: bool = False        # landmarks seen in the last frame but not re-detected
     #                                    are followed into this one by KLT (no descriptor)
     mono_window: int = 10              # frames in the monocular fixed-lag bundle adjustment
@@ -181,7 +187,7 @@ _POSITIVE = {
     'vo.pixel_sigma', 'vo.huber_k', 'vo.max_depth', 'vo.pnp_reprojection_px',
     'matching.stereo_max_disparity', 'ros.queue_size', 'vo.min_track_length', 'vo.stereo_gate_px',
     'vo.search_radius_px', 'vo.refine_radius_px', 'vo.map_max_age', 'vo.keyframe_max_interval',
-    'matching.klt_window', 'vo.mono_window',
+    'matching.klt_window', 'vo.mono_window', 'vo.prefetch',
 }
 
 
@@ -260,6 +266,8 @@ def validate(cfg: Config) -> Config:
         raise ConfigError('features.contrast_threshold: must be >= 0')
     if cfg.vo.klt_frames < 0:
         raise ConfigError('vo.klt_frames: must be >= 0 (0: every pair extracted)')
+    if cfg.vo.klt_rate_hz < 0:
+        raise ConfigError('vo.klt_rate_hz: must be >= 0 (0: klt_frames counts pairs)')
     if cfg.features.network_pixels < 0:
         raise ConfigError('features.network_pixels: must be >= 0 (0: no cap)')
     if cfg.features.sift_pixels < 0:

@@ -33,7 +33,7 @@ def test_invalid_values_name_the_key(key, value):
         load_config(None, {key: value})
 
 
-@pytest.mark.parametrize('key', ['vo.klt_frames', 'features.network_pixels',
+@pytest.mark.parametrize('key', ['vo.klt_frames', 'vo.klt_rate_hz', 'features.network_pixels',
                                  'features.sift_pixels', 'features.sift_min_pixels'])
 def test_negative_counts_are_refused_by_name(key):
     with pytest.raises(ConfigError, match=key):

@@ -99,6 +99,22 @@ def test_fusion_is_robust_and_bounded():
     assert DisparityOffset(initial=9.0).value == 3.0  # bounded
 
 
+def test_an_offset_within_its_noise_stays_at_the_initial_value():
+    """The fused value moves only where it differs from the initial one by two standard
+    deviations of the fused information (the pairs of a correct rig scatter around 0)."""
+    est = DisparityOffset()
+    for v in [0.15, -0.05, 0.12, 0.02, 0.09, 0.07]:
+        est.add(v, 20.0)                  # 120 / px^2: sigma 0.09 px, 2 sigma 0.18 px
+    assert est.value == 0.0               # the median, 0.08 px, is within the noise
+    for _ in range(20):
+        est.add(0.08, 100.0)              # 2120 / px^2: 2 sigma 0.043 px
+    assert abs(est.value - 0.08) < 1e-9
+    held = DisparityOffset(initial=0.5)   # the same holds around a given initial value
+    for v in [0.55, 0.45, 0.6, 0.5]:
+        held.add(v, 100.0)
+    assert held.value == 0.5
+
+
 def _drive(offset, estimate, frames=40, n=400, seed=3):
     """StereoOdometry (no smoother) over a synthetic forward drive whose right u carry a
     disparity ``offset``; returns (final offset estimate, path length ratio to the truth)."""
@@ -169,7 +185,7 @@ def test_the_front_end_starts_landmarks_with_the_back_ends_offset(kitti06):
     from hndesc_ros.config import load_config, set_param
     from hndesc_ros.datasets.kitti import KittiSequence
     from hndesc_ros.vo.pipeline import StereoVO
-    seq = KittiSequence(kitti06, count=12)
+    seq = KittiSequence(kitti06, count=20)
     for share in (True, False):
         cfg = load_config()
         set_param(cfg, 'vo.share_map', share)

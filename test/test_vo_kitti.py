@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from hndesc_ros.config import load_config
 from hndesc_ros.datasets.kitti import KittiSequence
@@ -61,8 +62,9 @@ def test_mono_gt_scale_on_kitti00(tmp_path):
 
 def test_inline_mapping_is_exactly_repeatable(kitti06):
     """vo.async_mapping false (the default): the same code path twice gives identical poses,
-    also when the next pair is extracted while this one is tracked (vo.pipelined, the
-    default) and when it is not; the local map gives landmarks observed more than once."""
+    also when the next pairs are extracted while this one is tracked (vo.pipelined with
+    vo.prefetch pairs ahead, the default) and when they are not; the local map gives
+    landmarks observed more than once."""
     seq = KittiSequence(kitti06, count=12)
     cfg = load_config(None, {'vo.async_mapping': False})
     runs = [run_sequence(seq, cfg) for _ in range(2)]
@@ -175,6 +177,31 @@ def test_klt_frames_track_between_extracted_pairs(kitti06):
         vo.close()
     assert klt >= 4, klt
     assert evaluate(np.array(poses), seq.gt_relative(), 'se3')['ate_rmse_m'] < 0.15
+
+
+@pytest.mark.parametrize('stamps, extracted', [
+    ([0.05 * k for k in range(9)], [0, 4, 8]),        # a 20 Hz camera: every 4th pair
+    ([0.1 * k for k in range(5)], [0, 2, 4]),         # 10 Hz (vo.klt_rate_hz): every other
+    ([0.2 * k for k in range(3)], [0, 1, 2]),         # 5 Hz: every pair
+    ([0.0, 0.1, 0.3, 0.4, 0.5], [0, 2, 4]),           # 10 Hz, a frame dropped before 0.3 s
+    ([0.0] * 5, [0, 2, 4]),                           # no stamps: every other pair
+])
+def test_klt_frames_follow_the_camera_rate(kitti06, stamps, extracted):
+    """``vo.klt_frames: 1`` counts pairs of a ``vo.klt_rate_hz`` (10 Hz) camera: a pair of
+    real KITTI 06 images is extracted once 0.2 s have passed since the last extracted one, so
+    a faster camera leaves more pairs to KLT, a slower one none; without increasing stamps
+    every other pair is extracted."""
+    from hndesc_ros.vo.pipeline import StereoFrontend
+    seq = KittiSequence(kitti06, count=2)
+    cfg = load_config(None, {'vo.klt_frames': 1, 'features.extractor': 'rootsift'})
+    frontend = StereoFrontend(seq.calib, cfg)
+    frame = seq.frame(0)
+    try:
+        got = [k for k, t in enumerate(stamps)
+               if frontend.extract(frame.left, frame.right, t).left is not None]
+    finally:
+        frontend.close()
+    assert got == extracted
 
 
 def test_klt_frames_leave_noisy_pairs_to_extraction(kitti06, tmp_path):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, Iterator, Optional, Tuple
@@ -120,24 +121,54 @@ class StereoFrontend:
         self.klt_frames = (self.cfg.vo.klt_frames if not self.mono and self.static is None
                            else 0)
         self._keep_image = self.klt_frames > 0 or self.cfg.vo.klt_reobserve
-        self._scheduled = 0  # pairs through extract(): which are left to KLT
+        # the extraction schedule: pairs since the last scheduled extraction (None: none
+        # yet), its stamp, and the stamp of the last pair
+        self._since_extracted: Optional[int] = None
+        self._extracted_at: Optional[float] = None
+        self._last_stamp: Optional[float] = None
 
-    def extract(self, left: np.ndarray, right: Optional[np.ndarray]) -> PairFeatures:
+    def extract(self, left: np.ndarray, right: Optional[np.ndarray],
+                stamp: Optional[float] = None) -> PairFeatures:
         """The half of a frame that does not touch the tracker: features of the left image and
         what stereo needs of the right one (left || right in two threads). Safe to run for the
         next frame while :meth:`track` handles this one (:meth:`StereoVO.run` does).
 
-        With ``vo.klt_frames`` = n, only every (n + 1)-th pair is extracted; the others keep
-        their prepared images for :meth:`track` (KLT, or extraction if KLT fails). A pair
-        that ``features.max_noise`` had to blur is always extracted."""
+        Pairs left to KLT (:meth:`_left_to_klt`) keep their prepared images for :meth:`track`
+        (KLT, or extraction if KLT fails). A pair that ``features.max_noise`` had to blur is
+        always extracted."""
         t0 = time.perf_counter()
         left, right, noisy = self._prepare(left, right)
-        turn, self._scheduled = self._scheduled % (self.klt_frames + 1), self._scheduled + 1
-        if turn and not noisy:  # KLT assumes clean images: a denoised pair is extracted
+        if self._left_to_klt(stamp) and not noisy:  # KLT assumes clean images
             return PairFeatures(None, None, None, None,
                                 {'prepare': (time.perf_counter() - t0) * 1e3}, to_gray(left),
                                 (left, right))
         return self._extract(left, right, t0)
+
+    def _left_to_klt(self, stamp: Optional[float]) -> bool:
+        """Whether the pair with this stamp (s; None: unknown) is left to KLT.
+
+        With ``vo.klt_frames`` = n, a pair is extracted once (n + 1) / ``vo.klt_rate_hz`` s
+        have passed since the last extracted one (within half a frame interval): every
+        (n + 1)-th pair of a camera at that rate, proportionally fewer of a faster one, every
+        pair of a slow one, and sooner after dropped frames. Without increasing stamps (or with
+        ``vo.klt_rate_hz`` 0) every (n + 1)-th pair is extracted."""
+        n, rate = self.klt_frames, self.cfg.vo.klt_rate_hz
+        previous, self._last_stamp = self._last_stamp, stamp
+        if n == 0:
+            return False
+        timed = (rate > 0 and None not in (stamp, previous, self._extracted_at)
+                 and stamp > previous)
+        if self._since_extracted is None:  # the first pair
+            due = True
+        elif timed:
+            due = stamp - self._extracted_at >= (n + 1) / rate - (stamp - previous) / 2
+        else:
+            due = self._since_extracted >= n
+        if due:
+            self._since_extracted, self._extracted_at = 0, stamp
+        else:
+            self._since_extracted += 1
+        return not due
 
     def _prepare(self, left: np.ndarray, right: Optional[np.ndarray]
                  ) -> Tuple[np.ndarray, Optional[np.ndarray], bool]:
@@ -227,7 +258,7 @@ class StereoFrontend:
     def process(self, left: np.ndarray, right: Optional[np.ndarray], stamp: float = 0.0,
                 index: int = 0) -> Observations:
         """(H, W) left and right (None in mono) images -> Observations with timings (ms)."""
-        return self.track(self.extract(left, right), stamp, index)
+        return self.track(self.extract(left, right, stamp), stamp, index)
 
     def close(self) -> None:
         """Stop the worker threads."""
@@ -282,17 +313,19 @@ class StereoVO:
 
     def process(self, frame: StereoFrame) -> FrameResult:
         """One stereo pair -> FrameResult (pose T_world_cam, timings in ms)."""
-        return self._finish(frame, self.frontend.extract(frame.left, frame.right))
+        return self._finish(frame, self.frontend.extract(frame.left, frame.right, frame.stamp))
 
     def run(self, frames: Iterable[StereoFrame]) -> Iterator[FrameResult]:
         """FrameResults of a stream of pairs, in order.
 
-        With ``vo.pipelined`` the next pair is read and extracted in a worker thread while this
-        one is tracked and mapped: extraction does not depend on the tracker's state (the
-        static GPU front end keeps its own, in frame order), so the poses are those of
-        :meth:`process` frame by frame, and the second core is no longer idle while the
-        tracker, PnP and GTSAM run in this thread. Consume the generator to its end (or close
-        it) before :meth:`close`; closing it early waits for the one pair in extraction.
+        With ``vo.pipelined`` the next ``vo.prefetch`` pairs are read and extracted, in order,
+        in a worker thread while this one is tracked and mapped: extraction does not depend on
+        the tracker's state (the static GPU front end keeps its own, in frame order), so the
+        poses are those of :meth:`process` frame by frame, and the second core is no longer
+        idle while the tracker, PnP and GTSAM run in this thread. Several pairs ahead, the
+        worker reaches the next extracted pair while the pairs left to KLT are tracked. Consume
+        the generator to its end (or close it) before :meth:`close`; closing it early waits
+        for the pairs in extraction.
         """
         it = iter(frames)
         if not self.cfg.vo.pipelined:
@@ -303,13 +336,13 @@ class StereoVO:
 
         def load():
             frame = next(it, None)
-            return None if frame is None else (frame, self.frontend.extract(frame.left,
-                                                                            frame.right))
+            return None if frame is None else (
+                frame, self.frontend.extract(frame.left, frame.right, frame.stamp))
 
         with ThreadPoolExecutor(1, thread_name_prefix='hndesc-extract') as pool:
-            job = pool.submit(load)
-            while (item := job.result()) is not None:
-                job = pool.submit(load)
+            jobs = deque(pool.submit(load) for _ in range(self.cfg.vo.prefetch))
+            while (item := jobs.popleft().result()) is not None:
+                jobs.append(pool.submit(load))
                 yield self._finish(*item)
                 self._map_previous()  # while the next pair is read and extracted
 
