@@ -37,7 +37,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import List, Tuple
+from typing import List, Sequence, Tuple
 
 import numpy as np
 
@@ -77,12 +77,13 @@ def sequence(name: str, tmp: Path) -> Tuple[Path, Path, List[str]]:
 
 
 def orbslam3(seq_dir: Path, poses: Path, runs: int, paced: bool, out: Path,
-             peer_args: List[str]) -> dict:
+             peer_args: Sequence[str] = ()) -> dict:
     """The peer tool's summary (medians over runs), with the medians of its runs' ATE after
     Sim(3) alignment and path length over the ground truth's (``ate_sim3_m``, ``path_ratio``
     of :func:`hndesc_ros.eval.trajectory.evaluate`, as hndesc's metrics have them)."""
     cmd = [sys.executable, str(PEER), '--sequence', str(seq_dir), '--poses', str(poses),
-           '--runs', str(runs), '--out', str(out)] + (['--realtime'] if paced else []) + peer_args
+           '--runs', str(runs), '--out', str(out), *(['--realtime'] if paced else []),
+           *peer_args]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ['no output']
