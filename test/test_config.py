@@ -27,6 +27,7 @@ def test_plain_and_ros_yaml(tmp_path):
                                        ('features.max_keypoints', 0),
                                        ('matching.ratio', 1.5),
                                        ('vo.window_size', 'many'),
+                                       ('vo.prefetch', 0),
                                        ('nope.key', 1)])
 def test_invalid_values_name_the_key(key, value):
     with pytest.raises(ConfigError, match=key.split('.')[0]):
