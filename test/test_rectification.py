@@ -115,14 +115,14 @@ def test_an_offset_within_its_noise_stays_at_the_initial_value():
     assert held.value == 0.5
 
 
-def _drive(offset, estimate, frames=40, n=400, seed=3):
+def _drive(offset, estimate, frames=40, n=400, seed=3, forward=1.2):
     """StereoOdometry (no smoother) over a synthetic forward drive whose right u carry a
     disparity ``offset``; returns (final offset estimate, path length ratio to the truth)."""
     rng = np.random.default_rng(seed)
     world = _scene(rng, n)
     world = np.concatenate([world + [0, 0, 30.0 * k] for k in range(3)])  # ahead, for longer
     ids = np.arange(len(world))
-    step = _motion(forward=1.2, yaw=0.004)
+    step = _motion(forward=forward, yaw=0.004)
     T = np.eye(4)
     cfg = VOConfig(smoother=False, estimate_disparity_offset=estimate)
     odo = StereoOdometry(CALIB, cfg)
@@ -154,6 +154,16 @@ def test_the_back_end_removes_an_offset():
     assert abs(ratio - base) < 0.5 * (stretched - base)
     value, ratio = _drive(0.0, estimate=True)     # a good rig stays a good rig
     assert abs(value) < 0.1 and abs(ratio - base) < 0.003
+
+
+def test_a_pair_that_moved_less_than_a_baseline_says_nothing_of_the_offset():
+    """The same 0.4 px drive at 0.3 m a frame (the baseline is 0.54 m): no pair informs the
+    estimate, which stays at its initial 0 instead of following the disparities' noise; at
+    1.2 m a frame it finds the offset (test above)."""
+    value, _ = _drive(0.4, estimate=True, frames=20, forward=0.3)
+    assert value == 0.0
+    value, _ = _drive(0.4, estimate=True, frames=20, forward=0.6)
+    assert abs(value - 0.4) < 0.15
 
 
 def test_a_shifted_right_image_on_kitti06(kitti06, tmp_path):

@@ -54,6 +54,7 @@ class StereoOdometry:
 
     OFFSET_POINTS = 100   # landmarks per two-frame offset estimate (evenly picked)
     OFFSET_PAIRS = 40     # two-frame estimates after which the offset is kept as it is
+    OFFSET_MIN_MOTION = 1.0  # stereo baselines the camera moves between a pair's two frames
 
     def __init__(self, calib: StereoCalib, cfg: Optional[VOConfig] = None):
         if calib.baseline <= 0:
@@ -221,7 +222,12 @@ class StereoOdometry:
                          inlier_ids: Optional[np.ndarray]) -> None:
         """One two-frame estimate of the disparity offset (``vo.estimate_disparity_offset``):
         the landmarks that this frame's PnP kept and that had stereo in the previous frame,
-        at most ``OFFSET_POINTS`` of them; until ``OFFSET_PAIRS`` estimates have entered."""
+        at most ``OFFSET_POINTS`` of them; until ``OFFSET_PAIRS`` estimates have entered.
+
+        Only a pair whose camera moved ``OFFSET_MIN_MOTION`` stereo baselines or more: with
+        less, the motion's parallax is smaller than the stereo one, the offset is barely
+        observable, and the disparities' noise alone biases the estimate (+0.15 to +0.22 px
+        on the synthetic room, whose offset is 0; every pair of KITTI moves more)."""
         prev, self._prev = self._prev, None
         if not self.cfg.estimate_disparity_offset or inlier_ids is None:
             return
@@ -229,6 +235,8 @@ class StereoOdometry:
         if prev is None or self.offset.pairs >= self.OFFSET_PAIRS:
             return
         p, T_prev = prev
+        if np.linalg.norm((inv(T) @ T_prev)[:3, 3]) < self.OFFSET_MIN_MOTION * self.calib.baseline:
+            return  # less temporal than stereo parallax: the estimate would follow the noise
         row_p = {t: i for i, t in enumerate(p.track_ids.tolist())}
         row_c = {t: i for i, t in enumerate(raw.track_ids.tolist())}
         pairs = np.array([(row_p[t], row_c[t]) for t in inlier_ids.tolist() if t in row_p],
