@@ -235,7 +235,8 @@ class StereoOdometry:
         if prev is None or self.offset.pairs >= self.OFFSET_PAIRS:
             return
         p, T_prev = prev
-        if np.linalg.norm((inv(T) @ T_prev)[:3, 3]) < self.OFFSET_MIN_MOTION * self.calib.baseline:
+        T_10 = inv(T) @ T_prev  # the previous camera in this one's frame
+        if np.linalg.norm(T_10[:3, 3]) < self.OFFSET_MIN_MOTION * self.calib.baseline:
             return  # less temporal than stereo parallax: the estimate would follow the noise
         row_p = {t: i for i, t in enumerate(p.track_ids.tolist())}
         row_c = {t: i for i, t in enumerate(raw.track_ids.tolist())}
@@ -250,7 +251,7 @@ class StereoOdometry:
                       .astype(np.int64)]
         i0, i1 = pairs[:, 0], pairs[:, 1]
         out = two_view_offset(p.uv[i0], p.u_right[i0], raw.uv[i1], raw.u_right[i1], self.calib,
-                              inv(T) @ T_prev, self.offset.value, self.cfg.pixel_sigma,
+                              T_10, self.offset.value, self.cfg.pixel_sigma,
                               iterations=4)
         if out is not None:
             self.offset.add(out[0], out[1])
