@@ -114,8 +114,11 @@ class VOConfig:
     stereo_gate_px: float = 3.0        # max reprojection error of a track's point (px)
     smoother_iterations: int = 0       # extra iSAM2 relinearisation steps per keyframe
     max_new_landmarks: int = 0         # cap on landmarks added per keyframe (0 = no cap)
-    search_radius_px: float = 15.0     # local-map search window around the predicted pixel
-    refine_radius_px: float = 4.0      # second search around the pixel at the PnP pose
+    search_radius_deg: float = 1.2     # local-map search window around the predicted pixel,
+    #                                    as an angle (KITTI, fx 718 px: 15 px; a 458 px
+    #                                    camera: 9.6 px)
+    refine_radius_deg: float = 0.32    # second search around the pixel at the PnP pose (KITTI:
+    #                                    4 px)
     map_max_age: int = 10              # frames a local-map landmark survives unseen
     klt_frames: int = 1                # stereo: frames tracked by KLT alone (no features, no
     #                                    new landmarks, no keyframe) between extracted ones;
@@ -186,7 +189,7 @@ _POSITIVE = {
     'features.max_keypoints', 'features.num_threads', 'vo.pnp_iterations', 'vo.window_size',
     'vo.pixel_sigma', 'vo.huber_k', 'vo.max_depth', 'vo.pnp_reprojection_px',
     'matching.stereo_max_disparity', 'ros.queue_size', 'vo.min_track_length', 'vo.stereo_gate_px',
-    'vo.search_radius_px', 'vo.refine_radius_px', 'vo.map_max_age', 'vo.keyframe_max_interval',
+    'vo.search_radius_deg', 'vo.refine_radius_deg', 'vo.map_max_age', 'vo.keyframe_max_interval',
     'matching.klt_window', 'vo.mono_window', 'vo.prefetch',
 }
 

@@ -142,6 +142,9 @@ class MapTracker:
         self.calib = calib
         self.mcfg, self.cfg = matching or MatchingConfig(), vo or VOConfig()
         self.map = LocalMap()
+        # the search windows are angles (the prediction's error is one): pixels of this camera
+        self.search_px = calib.fx * np.tan(np.deg2rad(self.cfg.search_radius_deg))
+        self.refine_px = calib.fx * np.tan(np.deg2rad(self.cfg.refine_radius_deg))
         self.motion = ConstantVelocity()  # T_world_cam of the latest frame, its prediction
         self.next_id = 0
         self.frames = 0
@@ -274,7 +277,7 @@ class MapTracker:
         """
         c = self.cfg
         # wider while the motion is unknown (the second frame)
-        wide = c.search_radius_px * (3.0 if self.frames == 1 else 1.0)
+        wide = self.search_px * (3.0 if self.frames == 1 else 1.0)
         need = max(c.min_inliers, MIN_TRACKED_SHARE * self.last_observed)
         best = self._solve_at(feats, guess, wide) + (False,)
         if len(best[1]) < need and not np.allclose(self.motion.T, guess):
@@ -290,7 +293,7 @@ class MapTracker:
         T_cw, rows, kp, relocalised = best
         if T_cw is None or len(rows) < c.min_inliers:
             return None, rows[:0], kp[:0], False
-        rows, kp = self._associate(feats, inv(T_cw), c.refine_radius_px)
+        rows, kp = self._associate(feats, inv(T_cw), self.refine_px)
         T_ref, inl = refine_pnp(self.map.points[rows], feats.keypoints[kp], self.calib, T_cw,
                                 c.pnp_reprojection_px)
         if len(inl) < c.min_inliers:
