@@ -114,11 +114,11 @@ class VOConfig:
     stereo_gate_px: float = 3.0        # max reprojection error of a track's point (px)
     smoother_iterations: int = 0       # extra iSAM2 relinearisation steps per keyframe
     max_new_landmarks: int = 0         # cap on landmarks added per keyframe (0 = no cap)
-    search_radius_deg: float = 1.2     # local-map search window around the predicted pixel,
-    #                                    as an angle (KITTI, fx 718 px: 15 px; a 458 px
-    #                                    camera: 9.6 px)
-    refine_radius_deg: float = 0.32    # second search around the pixel at the PnP pose (KITTI:
-    #                                    4 px)
+    search_radius_deg: float = 1.1954  # local-map search window around the predicted pixel,
+    #                                    as an angle: 15 px at KITTI 00-02's 718.9 px focal
+    #                                    length (the window in px before), 9.6 px at 458 px
+    refine_radius_deg: float = 0.3188  # second search around the pixel at the PnP pose (4 px
+    #                                    at 718.9 px)
     map_max_age: int = 10              # frames a local-map landmark survives unseen
     klt_frames: int = 1                # stereo: frames tracked by KLT alone (no features, no
     #                                    new landmarks, no keyframe) between extracted ones;

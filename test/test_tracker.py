@@ -146,13 +146,13 @@ def test_pnp_from_prediction_keeps_the_pose_with_more_inliers(monkeypatch):
 def test_the_search_windows_are_angles_whatever_the_camera():
     """``vo.search_radius_deg`` / ``vo.refine_radius_deg`` are angles: the constant-velocity
     prediction errs by an angle, so a camera with half the focal length searches half the
-    pixels (KITTI 06, fx 707 px: the 15 px and 4 px windows the tracker used before)."""
+    pixels (KITTI 00-02, fx 718.9 px: the 15 px and 4 px windows the tracker used before)."""
     def windows(fx):
         calib = StereoCalib(fx, fx, fx * 0.86, fx * 0.26, 0.54, int(fx * 1.75), int(fx * 0.53))
         tr = MapTracker(calib, MatchingConfig(), VOConfig())
         return tr.search_px, tr.refine_px
-    full, half = windows(707.09), windows(707.09 / 2)
-    assert abs(full[0] - 14.8) < 0.1 and abs(full[1] - 3.95) < 0.05
+    full, half = windows(718.856), windows(718.856 / 2)
+    assert abs(full[0] - 15.0) < 0.01 and abs(full[1] - 4.0) < 0.01
     assert np.allclose(half, np.array(full) / 2, rtol=1e-6)
-    wide = MapTracker(CALIB, MatchingConfig(), VOConfig(search_radius_deg=2.4))
+    wide = MapTracker(CALIB, MatchingConfig(), VOConfig(search_radius_deg=2 * 1.1954))
     assert abs(wide.search_px / windows(700.0)[0] - 2.0) < 0.01
