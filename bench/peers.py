@@ -189,7 +189,8 @@ def main() -> int:
                            'lost': m['tracking_lost'], 'load': load,
                            'ate_ratio': m['ate_rmse_m'] / ref['ate_m'],
                            'fps_ratio': m['wall_fps'] / ref['fps'],
-                           'obs_per_map_point': m.get('obs_per_landmark')}
+                           'obs_per_map_point': m.get('map_point_observations'),
+                           'obs_per_landmark': m.get('obs_per_landmark')}
                     if paced:
                         row['on_time'] = m['paced_on_time']
                         row['latency_ms'] = m['paced_latency_ms_median']
