@@ -156,14 +156,28 @@ def test_the_back_end_removes_an_offset():
     assert abs(value) < 0.1 and abs(ratio - base) < 0.003
 
 
-def test_a_pair_that_moved_less_than_a_baseline_says_nothing_of_the_offset():
-    """The same 0.4 px drive at 0.3 m a frame (the baseline is 0.54 m): no pair informs the
-    estimate, which stays at its initial 0 instead of following the disparities' noise; at
-    1.2 m a frame it finds the offset (test above)."""
+def test_a_slow_camera_pairs_frames_a_baseline_apart(monkeypatch):
+    """The same 0.4 px drive at 0.3 m a frame (the baseline is 0.54 m): no two consecutive
+    frames are a baseline apart, so each pair reaches back to the latest frame that is (two
+    frames back here) and the estimate finds the offset; no pair spans less than a baseline
+    (less: the disparities' noise biases it). With only the last frame to pair with, no pair
+    informs the estimate and it stays at 0."""
+    from hndesc_ros.vo import odometry
+    spans = []
+    real = odometry.two_view_offset
+
+    def spy(*args, **kwargs):
+        spans.append(float(np.linalg.norm(args[5][:3, 3])))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(odometry, 'two_view_offset', spy)
     value, _ = _drive(0.4, estimate=True, frames=20, forward=0.3)
-    assert value == 0.0
-    value, _ = _drive(0.4, estimate=True, frames=20, forward=0.6)
     assert abs(value - 0.4) < 0.15
+    assert spans and min(spans) >= CALIB.baseline and max(spans) < 2 * CALIB.baseline
+    monkeypatch.setattr(odometry.StereoOdometry, 'OFFSET_HISTORY', 1)
+    spans.clear()
+    value, _ = _drive(0.4, estimate=True, frames=20, forward=0.3)
+    assert value == 0.0 and not spans
 
 
 def test_a_shifted_right_image_on_kitti06(kitti06, tmp_path):

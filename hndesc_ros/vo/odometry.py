@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from dataclasses import replace
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Deque, Dict, List, Optional
 
 import numpy as np
 
@@ -55,6 +56,7 @@ class StereoOdometry:
     OFFSET_POINTS = 100   # landmarks per two-frame offset estimate (evenly picked)
     OFFSET_PAIRS = 40     # two-frame estimates after which the offset is kept as it is
     OFFSET_MIN_MOTION = 1.0  # stereo baselines the camera moves between a pair's two frames
+    OFFSET_HISTORY = 10   # tracked frames a pair's first frame may lie back (a slow camera)
 
     def __init__(self, calib: StereoCalib, cfg: Optional[VOConfig] = None):
         if calib.baseline <= 0:
@@ -75,7 +77,8 @@ class StereoOdometry:
         self._shared: List[MapUpdate] = []
         # the rectification's disparity offset (px), estimated from motion
         self.offset = DisparityOffset(initial=self.cfg.disparity_offset)
-        self._prev: Optional[tuple] = None        # (raw Observations, pose) of the last frame
+        # (raw Observations, pose) of the latest tracked frames, for the offset's pairs
+        self._recent: Deque[tuple] = deque(maxlen=self.OFFSET_HISTORY)
         self._pending: Optional[Keyframe] = None  # keyframe of a deferred mapping step
         self._offset_job: Optional[tuple] = None    # ... and its offset estimate's input
 
@@ -224,20 +227,28 @@ class StereoOdometry:
         the landmarks that this frame's PnP kept and that had stereo in the previous frame,
         at most ``OFFSET_POINTS`` of them; until ``OFFSET_PAIRS`` estimates have entered.
 
-        Only a pair whose camera moved ``OFFSET_MIN_MOTION`` stereo baselines or more: with
+        The pair's first frame is the latest of the last ``OFFSET_HISTORY`` tracked frames
+        from which the camera has moved ``OFFSET_MIN_MOTION`` stereo baselines or more: with
         less, the motion's parallax is smaller than the stereo one, the offset is barely
         observable, and the disparities' noise alone biases the estimate (+0.15 to +0.22 px
-        on the synthetic room, whose offset is 0; every pair of KITTI moves more)."""
-        prev, self._prev = self._prev, None
+        on the synthetic room, whose offset is 0). On KITTI that is always the last frame; a
+        slow camera (the room: 2-5 cm a frame against 0.11 m) pairs across a few frames."""
         if not self.cfg.estimate_disparity_offset or inlier_ids is None:
+            self._recent.clear()  # an untracked frame's pose would make a wrong pair
             return
-        self._prev = (raw, T)
-        if prev is None or self.offset.pairs >= self.OFFSET_PAIRS:
+        recent = list(self._recent)
+        self._recent.append((raw, T))
+        if self.offset.pairs >= self.OFFSET_PAIRS:
             return
-        p, T_prev = prev
-        T_10 = inv(T) @ T_prev  # the previous camera in this one's frame
-        if np.linalg.norm(T_10[:3, 3]) < self.OFFSET_MIN_MOTION * self.calib.baseline:
+        prev, T_10 = None, None
+        for p_obs, T_p in reversed(recent):
+            T_10 = inv(T) @ T_p  # that camera in this one's frame
+            if np.linalg.norm(T_10[:3, 3]) >= self.OFFSET_MIN_MOTION * self.calib.baseline:
+                prev = p_obs
+                break
+        if prev is None:
             return  # less temporal than stereo parallax: the estimate would follow the noise
+        p = prev
         row_p = {t: i for i, t in enumerate(p.track_ids.tolist())}
         row_c = {t: i for i, t in enumerate(raw.track_ids.tolist())}
         pairs = np.array([(row_p[t], row_c[t]) for t in inlier_ids.tolist() if t in row_p],
