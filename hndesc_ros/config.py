@@ -114,11 +114,11 @@ class VOConfig:
     stereo_gate_px: float = 3.0        # max reprojection error of a track's point (px)
     smoother_iterations: int = 0       # extra iSAM2 relinearisation steps per keyframe
     max_new_landmarks: int = 0         # cap on landmarks added per keyframe (0 = no cap)
-    search_radius_deg: float = 1.1954  # local-map search window around the predicted pixel,
-    #                                    as an angle: 15 px at KITTI 00-02's 718.9 px focal
-    #                                    length (the window in px before), 9.6 px at 458 px
-    refine_radius_deg: float = 0.3188  # second search around the pixel at the PnP pose (4 px
-    #                                    at 718.9 px)
+    search_radius_deg: float = 1.1954  # deg, local-map search window around the prediction
+    #                                    (15 px at KITTI 00-02's 718.9 px focal length, the
+    #                                    window in px before; 9.6 px at 458 px)
+    refine_radius_deg: float = 0.3188  # deg, second search window at the PnP pose (4 px at
+    #                                    718.9 px)
     map_max_age: int = 10              # frames a local-map landmark survives unseen
     klt_frames: int = 1                # stereo: frames tracked by KLT alone (no features, no
     #                                    new landmarks, no keyframe) between extracted ones;
@@ -269,6 +269,9 @@ def validate(cfg: Config) -> Config:
         raise ConfigError('features.contrast_threshold: must be >= 0')
     if cfg.vo.klt_frames < 0:
         raise ConfigError('vo.klt_frames: must be >= 0 (0: every pair extracted)')
+    for key in ('search_radius_deg', 'refine_radius_deg'):
+        if getattr(cfg.vo, key) >= 45:
+            raise ConfigError(f'vo.{key}: must be < 45 (an angle in degrees)')
     if cfg.vo.klt_rate_hz < 0:
         raise ConfigError('vo.klt_rate_hz: must be >= 0 (0: klt_frames counts pairs)')
     if cfg.features.network_pixels < 0:

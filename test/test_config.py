@@ -28,6 +28,9 @@ def test_plain_and_ros_yaml(tmp_path):
                                        ('matching.ratio', 1.5),
                                        ('vo.window_size', 'many'),
                                        ('vo.prefetch', 0),
+                                       ('vo.search_radius_deg', 0),
+                                       ('vo.refine_radius_deg', 60),
+                                       ('vo.search_radius_px', 15),
                                        ('nope.key', 1)])
 def test_invalid_values_name_the_key(key, value):
     with pytest.raises(ConfigError, match=key.split('.')[0]):

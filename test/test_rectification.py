@@ -162,12 +162,15 @@ def test_a_slow_camera_pairs_frames_a_baseline_apart(monkeypatch):
     frames back here) and the estimate finds the offset; no pair spans less than a baseline
     (less: the disparities' noise biases it). With only the last frame to pair with, no pair
     informs the estimate and it stays at 0."""
+    import inspect
+
     from hndesc_ros.vo import odometry
     spans = []
     real = odometry.two_view_offset
 
     def spy(*args, **kwargs):
-        spans.append(float(np.linalg.norm(args[5][:3, 3])))
+        T_10 = inspect.signature(real).bind(*args, **kwargs).arguments['T_10']
+        spans.append(float(np.linalg.norm(T_10[:3, 3])))
         return real(*args, **kwargs)
 
     monkeypatch.setattr(odometry, 'two_view_offset', spy)

@@ -45,8 +45,9 @@ class StereoOdometry:
 
     The rectification's disparity offset (:mod:`~hndesc_ros.vo.rectification`) is removed
     from every right u before use: ``vo.disparity_offset`` when it is known, else (with
-    ``vo.estimate_disparity_offset``) estimated from consecutive tracked frames, from that
-    value, over the first ``OFFSET_PAIRS`` pairs that inform it.
+    ``vo.estimate_disparity_offset``) estimated from pairs of tracked frames a stereo baseline
+    apart (:meth:`_estimate_offset`), from that value, over the first ``OFFSET_PAIRS`` pairs
+    that inform it.
 
     Args:
         calib: rectified stereo calibration.
@@ -224,36 +225,37 @@ class StereoOdometry:
     def _estimate_offset(self, raw: Observations, T: np.ndarray,
                          inlier_ids: Optional[np.ndarray]) -> None:
         """One two-frame estimate of the disparity offset (``vo.estimate_disparity_offset``):
-        the landmarks that this frame's PnP kept and that had stereo in the previous frame,
-        at most ``OFFSET_POINTS`` of them; until ``OFFSET_PAIRS`` estimates have entered.
+        the landmarks that this frame's PnP kept and that had stereo in the pair's first
+        frame, at most ``OFFSET_POINTS`` of them; until ``OFFSET_PAIRS`` estimates have
+        entered.
 
         The pair's first frame is the latest of the last ``OFFSET_HISTORY`` tracked frames
         from which the camera has moved ``OFFSET_MIN_MOTION`` stereo baselines or more: with
         less, the motion's parallax is smaller than the stereo one, the offset is barely
         observable, and the disparities' noise alone biases the estimate (+0.15 to +0.22 px
-        on the synthetic room, whose offset is 0). On KITTI that is always the last frame; a
-        slow camera (the room: 2-5 cm a frame against 0.11 m) pairs across a few frames."""
-        if not self.cfg.estimate_disparity_offset or inlier_ids is None:
+        on the synthetic room, whose offset is 0). On KITTI 06 and 01, whose every frame
+        moves more than a baseline, that is the last frame; a slow camera (the room: 2-5 cm a
+        frame against 0.11 m) pairs across a few frames. A first frame without stereo (a KLT
+        pair) gives no estimate; no older frame is tried instead."""
+        if (not self.cfg.estimate_disparity_offset or inlier_ids is None
+                or self.offset.pairs >= self.OFFSET_PAIRS):
             self._recent.clear()  # an untracked frame's pose would make a wrong pair
             return
         recent = list(self._recent)
         self._recent.append((raw, T))
-        if self.offset.pairs >= self.OFFSET_PAIRS:
-            return
-        prev, T_10 = None, None
+        p = None
         for p_obs, T_p in reversed(recent):
             T_10 = inv(T) @ T_p  # that camera in this one's frame
             if np.linalg.norm(T_10[:3, 3]) >= self.OFFSET_MIN_MOTION * self.calib.baseline:
-                prev = p_obs
+                p = p_obs
                 break
-        if prev is None:
+        if p is None:
             return  # less temporal than stereo parallax: the estimate would follow the noise
-        p = prev
         row_p = {t: i for i, t in enumerate(p.track_ids.tolist())}
         row_c = {t: i for i, t in enumerate(raw.track_ids.tolist())}
         pairs = np.array([(row_p[t], row_c[t]) for t in inlier_ids.tolist() if t in row_p],
                          np.int64).reshape(-1, 2)
-        if len(pairs):  # stereo in the previous frame, at least 1 px of disparity
+        if len(pairs):  # stereo in the pair's first frame, at least 1 px of disparity
             disparity = p.uv[pairs[:, 0], 0] - (p.u_right[pairs[:, 0]] - self.offset.value)
             pairs = pairs[np.isfinite(disparity) & (disparity > 1.0)]
         if len(pairs) < self.cfg.min_inliers:
