@@ -243,9 +243,9 @@ class StereoOdometry:
             return
         recent = list(self._recent)
         self._recent.append((raw, T))
-        p = None
+        T_cw, p = inv(T), None
         for p_obs, T_p in reversed(recent):
-            T_10 = inv(T) @ T_p  # that camera in this one's frame
+            T_10 = T_cw @ T_p  # that camera in this one's frame
             if np.linalg.norm(T_10[:3, 3]) >= self.OFFSET_MIN_MOTION * self.calib.baseline:
                 p = p_obs
                 break
