@@ -20,7 +20,7 @@ from hndesc_ros.errors import ConfigError
 EXTRACTORS = ('residual', 'cnn', 'residual-small', 'sift', 'rootsift')
 BACKENDS = ('auto', 'torch', 'onnxruntime', 'tensorrt')
 KEYPOINTS = ('sift', 'learned')
-STEREO_METHODS = ('sift', 'descriptor', 'klt')
+STEREO_METHODS = ('block', 'sift', 'descriptor', 'klt')
 TRAJECTORY_FORMATS = ('kitti', 'tum')   # trajectory files (hndesc_ros.datasets.poses)
 ALIGNMENTS = ('se3', 'sim3', 'none')    # trajectory alignment (hndesc_ros.eval.trajectory)
 BAG_STORAGES = ('mcap', 'sqlite3')      # ROS 2 bag storage plugins (hndesc_ros.datasets.bags)
@@ -80,7 +80,10 @@ class MatchingConfig:
     stereo_max_row_diff: float = 1.5   # px, rectified images
     stereo_min_disparity: float = 0.5  # px
     stereo_max_disparity: float = 250.0
-    stereo_method: str = 'sift'        # sift (right: SIFT only) | descriptor (both) | klt
+    stereo_method: str = 'block'       # block (right: block matching, no features) | sift
+    #                                    (right: SIFT only) | descriptor (both) | klt
+    stereo_pixels: int = 120000        # block: matched on about this many pixels
+    block_size: int = 11               # px, block: SAD window at that scale (odd, 5-51)
     klt_window: int = 11               # px, KLT patch size (stereo_method klt)
 
 
@@ -188,7 +191,7 @@ _CHOICES = {
 _POSITIVE = {
     'features.max_keypoints', 'features.num_threads', 'vo.pnp_iterations', 'vo.window_size',
     'vo.pixel_sigma', 'vo.huber_k', 'vo.max_depth', 'vo.pnp_reprojection_px',
-    'matching.stereo_max_disparity', 'ros.queue_size', 'vo.min_track_length', 'vo.stereo_gate_px',
+    'matching.stereo_max_disparity', 'matching.stereo_pixels', 'ros.queue_size', 'vo.min_track_length', 'vo.stereo_gate_px',
     'vo.search_radius_deg', 'vo.refine_radius_deg', 'vo.map_max_age', 'vo.keyframe_max_interval',
     'matching.klt_window', 'vo.mono_window', 'vo.prefetch',
 }
@@ -252,6 +255,8 @@ def validate(cfg: Config) -> Config:
     m = cfg.matching
     if not 0.0 < m.ratio <= 1.0:
         raise ConfigError(f'matching.ratio: must be in (0, 1], got {m.ratio!r}')
+    if not (5 <= m.block_size <= 51 and m.block_size % 2 == 1):
+        raise ConfigError(f'matching.block_size: must be odd, 5 to 51, got {m.block_size!r}')
     if m.stereo_min_disparity >= m.stereo_max_disparity:
         raise ConfigError('matching.stereo_min_disparity: must be < stereo_max_disparity')
     if cfg.vo.min_depth >= cfg.vo.max_depth:

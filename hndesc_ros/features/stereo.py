@@ -1,8 +1,10 @@
-"""Stereo correspondence for left keypoints on a rectified pair: by descriptors (both images
-extracted) or by tracking the left keypoints into the right image (KLT, no right extraction)."""
+"""Stereo correspondence for left keypoints on a rectified pair: by block matching (no right
+features), by descriptors (both images extracted) or by tracking the left keypoints into the
+right image (KLT, no right extraction)."""
 from __future__ import annotations
 
-from typing import Tuple
+from dataclasses import dataclass
+from typing import Optional, Tuple
 
 import cv2
 import numpy as np
@@ -76,6 +78,108 @@ def stereo_klt(left: np.ndarray, right: np.ndarray, xy: np.ndarray,
     ok &= _in_band(xy, p1, cfg)
     u_right[ok] = p1[ok, 0]
     return u_right
+
+
+# OpenCV StereoBM's acceptance tests, in its units: the best block's SAD must beat every other
+# disparity's (but its neighbours) by this many percent, and the block's summed prefiltered
+# x-gradient must reach this value (flat blocks have no disparity)
+BLOCK_UNIQUENESS = 10
+BLOCK_TEXTURE = 10
+BLOCK_LR_TOLERANCE = 1.0   # px at the working scale: left->right and right->left must agree
+
+
+def block_scale(width: int, height: int, pixels: int) -> float:
+    """Scale of the images block matching runs on: about ``pixels`` pixels, at most 1."""
+    return float(min(1.0, np.sqrt(pixels / float(width * height))))
+
+
+def _block_matcher(disparities: int, block: int):
+    bm = cv2.StereoBM_create(numDisparities=disparities, blockSize=block)
+    bm.setUniquenessRatio(BLOCK_UNIQUENESS)
+    bm.setTextureThreshold(BLOCK_TEXTURE)
+    return bm
+
+
+@dataclass
+class BlockDisparities:
+    """Dense disparities of a pair (:func:`block_disparities`), in StereoBM's units.
+
+    Attributes:
+        left: (h, w) int16 disparity x 16 of each left pixel at the working scale (<= 0: none).
+        right: (h, w) int16 the same with the right image as reference.
+        scale: (2,) x and y scales of the working images relative to the input.
+    """
+
+    left: np.ndarray
+    right: np.ndarray
+    scale: np.ndarray
+
+
+def block_disparities(left: np.ndarray, right: np.ndarray,
+                      cfg: MatchingConfig) -> Optional[BlockDisparities]:
+    """Dense block matching of a rectified pair, both ways (it needs no keypoints, so it runs
+    while the left image is extracted).
+
+    Both images are resized to about ``cfg.stereo_pixels`` pixels (a camera of any size is
+    matched at about the same cost and with the same block size in scene terms), and OpenCV's
+    StereoBM (SAD over ``cfg.block_size`` px blocks, sub-pixel by its parabola, 1/16 px)
+    gives the disparity of every pixel with the left image as reference and again with the
+    right one (the pair mirrored). The range searched is ``cfg.stereo_max_disparity`` at that
+    scale (a multiple of 16, less than the working width).
+
+    Args:
+        left, right: (H, W) uint8 rectified grayscale images of one size.
+        cfg: ``stereo_pixels``, ``block_size`` and ``stereo_max_disparity``.
+    Returns:
+        BlockDisparities, or None for images too small to match.
+    """
+    h, w = left.shape[:2]
+    s = block_scale(w, h, cfg.stereo_pixels)
+    size = (max(int(round(w * s)), 1), max(int(round(h * s)), 1))
+    if s < 1.0:
+        left = cv2.resize(left, size, interpolation=cv2.INTER_AREA)
+        right = cv2.resize(right, size, interpolation=cv2.INTER_AREA)
+    scale = np.array([size[0] / w, size[1] / h])
+    block = cfg.block_size
+    most = 16 * ((size[0] - block) // 16)   # StereoBM: a multiple of 16 inside the image
+    disparities = min(16 * int(np.ceil(cfg.stereo_max_disparity * scale[0] / 16.0)), most)
+    if disparities < 16 or size[1] < block:
+        return None
+    d_left = _block_matcher(disparities, block).compute(left, right)
+    d_right = _block_matcher(disparities, block).compute(
+        np.ascontiguousarray(right[:, ::-1]), np.ascontiguousarray(left[:, ::-1]))[:, ::-1]
+    return BlockDisparities(d_left, d_right, scale)
+
+
+def block_lookup(maps: Optional[BlockDisparities], xy: np.ndarray,
+                 cfg: MatchingConfig) -> np.ndarray:
+    """Right-image u of each (N, 2) left keypoint from :func:`block_disparities`: the
+    disparity of its pixel, kept when the right image's disparity at the matched pixel agrees
+    within ``BLOCK_LR_TOLERANCE`` (near object edges, where a foreground block takes the
+    background's pixels, and on repeated texture the two disagree) and it lies in the
+    disparity range of ``cfg``. Returns (N,) float32, NaN where there is no correspondence."""
+    u_right = np.full(len(xy), np.nan, np.float32)
+    if maps is None or not len(xy):
+        return u_right
+    hs, ws = maps.left.shape
+    sx, sy = float(maps.scale[0]), float(maps.scale[1])
+    xs = np.clip(np.round((xy[:, 0] + 0.5) * sx - 0.5).astype(np.int64), 0, ws - 1)
+    ys = np.clip(np.round((xy[:, 1] + 0.5) * sy - 0.5).astype(np.int64), 0, hs - 1)
+    d = maps.left[ys, xs].astype(np.float32) / 16.0    # working px; none: <= 0
+    xr = np.clip(np.round(xs - d).astype(np.int64), 0, ws - 1)
+    back = maps.right[ys, xr].astype(np.float32) / 16.0
+    ok = (d > 0) & (np.abs(back - d) <= BLOCK_LR_TOLERANCE)
+    right_xy = np.c_[xy[:, 0] - d / sx, xy[:, 1]]
+    ok &= _in_band(xy, right_xy, cfg)
+    u_right[ok] = right_xy[ok, 0]
+    return u_right
+
+
+def stereo_block(left: np.ndarray, right: np.ndarray, xy: np.ndarray,
+                 cfg: MatchingConfig) -> np.ndarray:
+    """:func:`block_lookup` of :func:`block_disparities`: (N,) float32 right-image u of the
+    (N, 2) left keypoints ``xy`` on the (H, W) uint8 pair, NaN where there is none."""
+    return block_lookup(block_disparities(left, right, cfg), xy, cfg)
 
 
 def stereo_descriptors(left: Features, right: Features, cfg: MatchingConfig) -> np.ndarray:

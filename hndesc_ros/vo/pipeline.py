@@ -22,7 +22,8 @@ import numpy as np
 from hndesc_ros.config import Config, frontend_features
 from hndesc_ros.errors import BackendUnavailable
 from hndesc_ros.features.extractor import Extractor
-from hndesc_ros.features.stereo import stereo_descriptors, stereo_klt
+from hndesc_ros.features.stereo import (block_disparities, block_lookup, stereo_descriptors,
+                                        stereo_klt)
 from hndesc_ros.features.image import check_image, normalise_light, suppress_noise, to_gray
 from hndesc_ros.types import Features, FrameResult, Observations, StereoCalib, StereoFrame
 from hndesc_ros.vo.mapper import MapUpdate
@@ -193,17 +194,26 @@ class StereoFrontend:
                                 {'static_frontend': (time.perf_counter() - t0) * 1e3})
         method = self.stereo_method
         stereo = right is not None and not self.mono
-        right_fn = self.extractor.sift_features if method == 'sift' else self.extractor.extract
+        m = self.cfg.matching
+        if method == 'block':  # the right image's part: dense disparities, no features
+            def right_fn(image):
+                return block_disparities(to_gray(left), to_gray(image), m)
+        else:
+            right_fn = (self.extractor.sift_features if method == 'sift'
+                        else self.extractor.extract)
         right_job = None
-        if self._pool is not None and stereo and method != 'klt':
+        if self._pool is not None and stereo:
             right_job = self._pool.submit(right_fn, right)
         fl, sl = self.extractor.extract_with_sift(left)
         t1 = time.perf_counter()
         pf = PairFeatures(fl, sl, None, None, {'extract_left': (t1 - t0) * 1e3},
                           to_gray(left) if self._keep_image else None)
-        if stereo and method == 'klt':
-            pf.u_right = stereo_klt(to_gray(left), to_gray(right), fl.keypoints,
-                                    self.cfg.matching)
+        if stereo and method == 'block':
+            maps = right_job.result() if right_job else right_fn(right)
+            pf.u_right = block_lookup(maps, fl.keypoints, m)
+            pf.timings['stereo_matching'] = (time.perf_counter() - t1) * 1e3
+        elif stereo and method == 'klt':  # the left keypoints tracked into the right image
+            pf.u_right = stereo_klt(to_gray(left), to_gray(right), fl.keypoints, m)
             pf.timings['stereo_matching'] = (time.perf_counter() - t1) * 1e3
         elif stereo:
             pf.right = right_job.result() if right_job else right_fn(right)
@@ -213,9 +223,11 @@ class StereoFrontend:
     def stereo(self, pf: PairFeatures) -> np.ndarray:
         """(N,) right-image u of each left keypoint (NaN: none; all NaN in mono).
 
-        ``matching.stereo_method``: ``sift`` matches the (Root)SIFT part of the left keypoints
-        with SIFT of the right image (the network runs on the left image only); ``descriptor``
-        extracts both images fully; ``klt`` tracks the left keypoints into the right image.
+        ``matching.stereo_method``: ``block`` reads each left keypoint's disparity from block
+        matching of the pair (no right features); ``sift`` matches the (Root)SIFT part of the
+        left keypoints with SIFT of the right image (the network runs on the left image only);
+        ``descriptor`` extracts both images fully; ``klt`` tracks the left keypoints into the
+        right image. ``block`` and ``klt`` answer during extraction.
         """
         if pf.u_right is not None:
             return pf.u_right
