@@ -83,6 +83,7 @@ class MatchingConfig:
     stereo_method: str = 'block'       # block (right: block matching, no features) | sift
     #                                    (right: SIFT only) | descriptor (both) | klt
     stereo_pixels: int = 120000        # block: matched on about this many pixels
+    stereo_range: float = 0.2          # block: disparities searched, share of the image width
     block_size: int = 11               # px, block: SAD window at that scale (odd, 5-51)
     klt_window: int = 11               # px, KLT patch size (stereo_method klt)
 
@@ -191,7 +192,8 @@ _CHOICES = {
 _POSITIVE = {
     'features.max_keypoints', 'features.num_threads', 'vo.pnp_iterations', 'vo.window_size',
     'vo.pixel_sigma', 'vo.huber_k', 'vo.max_depth', 'vo.pnp_reprojection_px',
-    'matching.stereo_max_disparity', 'matching.stereo_pixels', 'ros.queue_size', 'vo.min_track_length', 'vo.stereo_gate_px',
+    'matching.stereo_max_disparity', 'matching.stereo_pixels', 'ros.queue_size',
+    'vo.min_track_length', 'vo.stereo_gate_px',
     'vo.search_radius_deg', 'vo.refine_radius_deg', 'vo.map_max_age', 'vo.keyframe_max_interval',
     'matching.klt_window', 'vo.mono_window', 'vo.prefetch',
 }
@@ -255,6 +257,8 @@ def validate(cfg: Config) -> Config:
     m = cfg.matching
     if not 0.0 < m.ratio <= 1.0:
         raise ConfigError(f'matching.ratio: must be in (0, 1], got {m.ratio!r}')
+    if not 0.0 < m.stereo_range <= 0.5:
+        raise ConfigError(f'matching.stereo_range: must be in (0, 0.5], got {m.stereo_range!r}')
     if not (5 <= m.block_size <= 51 and m.block_size % 2 == 1):
         raise ConfigError(f'matching.block_size: must be odd, 5 to 51, got {m.block_size!r}')
     if m.stereo_min_disparity >= m.stereo_max_disparity:

@@ -124,12 +124,16 @@ def block_disparities(left: np.ndarray, right: np.ndarray,
     matched at about the same cost and with the same block size in scene terms), and OpenCV's
     StereoBM (SAD over ``cfg.block_size`` px blocks, sub-pixel by its parabola, 1/16 px)
     gives the disparity of every pixel with the left image as reference and again with the
-    right one (the pair mirrored). The range searched is ``cfg.stereo_max_disparity`` at that
-    scale (a multiple of 16, less than the working width).
+    right one (the pair mirrored). Disparities up to ``cfg.stereo_range`` of the image width
+    are searched (a multiple of 16 px at the working scale): the nearest depth is then the
+    same share of the camera's own fx b / width, whatever its size. StereoBM leaves the first
+    columns, as wide as that range, without a disparity (their blocks would leave the right
+    image); each image is padded on that side by as much, so that a keypoint near the edge
+    still finds the disparities that stay inside the image.
 
     Args:
         left, right: (H, W) uint8 rectified grayscale images of one size.
-        cfg: ``stereo_pixels``, ``block_size`` and ``stereo_max_disparity``.
+        cfg: ``stereo_pixels``, ``block_size`` and ``stereo_range``.
     Returns:
         BlockDisparities, or None for images too small to match.
     """
@@ -139,16 +143,21 @@ def block_disparities(left: np.ndarray, right: np.ndarray,
     if s < 1.0:
         left = cv2.resize(left, size, interpolation=cv2.INTER_AREA)
         right = cv2.resize(right, size, interpolation=cv2.INTER_AREA)
-    scale = np.array([size[0] / w, size[1] / h])
     block = cfg.block_size
-    most = 16 * ((size[0] - block) // 16)   # StereoBM: a multiple of 16 inside the image
-    disparities = min(16 * int(np.ceil(cfg.stereo_max_disparity * scale[0] / 16.0)), most)
-    if disparities < 16 or size[1] < block:
+    disparities = 16 * int(np.ceil(cfg.stereo_range * size[0] / 16.0))
+    if size[0] < block or size[1] < block:
         return None
-    d_left = _block_matcher(disparities, block).compute(left, right)
-    d_right = _block_matcher(disparities, block).compute(
-        np.ascontiguousarray(right[:, ::-1]), np.ascontiguousarray(left[:, ::-1]))[:, ::-1]
-    return BlockDisparities(d_left, d_right, scale)
+    pad = disparities
+
+    def match(ref: np.ndarray, other: np.ndarray) -> np.ndarray:
+        """Disparities of ``ref``'s pixels in ``other`` (both padded on the left)."""
+        ref, other = (cv2.copyMakeBorder(im, 0, 0, pad, 0, cv2.BORDER_CONSTANT, value=0)
+                      for im in (ref, other))
+        return _block_matcher(disparities, block).compute(ref, other)[:, pad:]
+
+    d_left = match(left, right)
+    d_right = match(np.ascontiguousarray(right[:, ::-1]), np.ascontiguousarray(left[:, ::-1]))
+    return BlockDisparities(d_left, d_right[:, ::-1], np.array([size[0] / w, size[1] / h]))
 
 
 def block_lookup(maps: Optional[BlockDisparities], xy: np.ndarray,
@@ -156,8 +165,9 @@ def block_lookup(maps: Optional[BlockDisparities], xy: np.ndarray,
     """Right-image u of each (N, 2) left keypoint from :func:`block_disparities`: the
     disparity of its pixel, kept when the right image's disparity at the matched pixel agrees
     within ``BLOCK_LR_TOLERANCE`` (near object edges, where a foreground block takes the
-    background's pixels, and on repeated texture the two disagree) and it lies in the
-    disparity range of ``cfg``. Returns (N,) float32, NaN where there is no correspondence."""
+    background's pixels, and on repeated texture the two disagree), the match lies inside the
+    right image and the disparity is at least ``cfg.stereo_min_disparity``. Returns (N,)
+    float32, NaN where there is no correspondence."""
     u_right = np.full(len(xy), np.nan, np.float32)
     if maps is None or not len(xy):
         return u_right
@@ -168,10 +178,9 @@ def block_lookup(maps: Optional[BlockDisparities], xy: np.ndarray,
     d = maps.left[ys, xs].astype(np.float32) / 16.0    # working px; none: <= 0
     xr = np.clip(np.round(xs - d).astype(np.int64), 0, ws - 1)
     back = maps.right[ys, xr].astype(np.float32) / 16.0
-    ok = (d > 0) & (np.abs(back - d) <= BLOCK_LR_TOLERANCE)
-    right_xy = np.c_[xy[:, 0] - d / sx, xy[:, 1]]
-    ok &= _in_band(xy, right_xy, cfg)
-    u_right[ok] = right_xy[ok, 0]
+    ok = ((d / sx >= cfg.stereo_min_disparity) & (xs - d >= 0)
+          & (np.abs(back - d) <= BLOCK_LR_TOLERANCE))
+    u_right[ok] = xy[ok, 0] - d[ok] / sx
     return u_right
 
 
