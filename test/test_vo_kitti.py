@@ -22,20 +22,20 @@ def test_kitti_reader(kitti06):
 
 
 def test_stereo_vo_residual_on_kitti06(kitti06):
-    """Bound: measured 0.038 m ATE (0.06 % of the 59.9 m path) with the default config (the
-    shipped residual-small, int8 on ONNX Runtime, SIFT on 75,000 px, block-matching stereo);
-    0.079 m with SIFT stereo, 0.101 m with SIFT stereo before the disparity offset was
-    estimated (ORB-SLAM3: 0.066-0.090 m); 0.10 m leaves room for other CPUs' int8 kernels and
-    the chaos of 51-frame runs. Block matching's disparities need no offset here (the estimate
-    stays at 0: its pairs scatter around 0.0 +- 0.15 px) and the path length is within 0.5 %
-    (measured 0.13 %)."""
+    """Bound: measured 0.083 m ATE (0.14 % of the 59.9 m path; 0.058 m with the fp32 network)
+    with the default config (the shipped residual-small, int8 on ONNX Runtime, SIFT on 75,000
+    px, block-matching stereo); over seven perturbed copies (``bench/family.py``) 0.057 m on
+    average, 0.072 m with SIFT stereo (ORB-SLAM3: 0.066-0.090 m); 0.10 m leaves room for other
+    CPUs' int8 kernels and the chaos of 51-frame runs. Block matching's disparities need
+    little offset here (0.12 px; 0.0 with fp32, where the estimate is not significant) and
+    the path length is within 0.5 % (measured 0.44 %)."""
     seq = KittiSequence(kitti06)
     m = run_sequence(seq, load_config())['metrics']
     assert m['frames'] == m['frames_tracked'] == 51
     assert m['path_length_m'] > 55
     assert m['ate_rmse_m'] < 0.10
     assert m['rpe_trans_m'] < 0.03
-    assert abs(m['disparity_offset_px']) < 0.15
+    assert abs(m['disparity_offset_px']) < 0.2
     assert abs(m['path_ratio'] - 1) < 0.005
 
 
