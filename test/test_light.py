@@ -71,19 +71,26 @@ def test_stretch_finds_the_scene_in_the_dark(kitti_frame):
 
 def test_the_front_end_validates_before_it_normalises(kitti06):
     """The light normalisation runs on validated images: a float pair in [0, 1] (accepted by
-    check_image) still works, a 16-bit image is one ImageError (not an OpenCV error)."""
+    check_image) still works, a 16-bit image is one ImageError (not an OpenCV error), the right
+    one too, with or without normalisation (block matching takes it as it is)."""
     from hndesc_ros.errors import ImageError
     from hndesc_ros.vo.pipeline import StereoFrontend
     seq = KittiSequence(kitti06, count=1)
     fr = seq.frame(0)
-    fe = StereoFrontend(seq.calib, load_config(None, {'features.extractor': 'rootsift'}))
-    try:
-        pf = fe.extract(fr.left / 255.0 * 0.2, fr.right / 255.0 * 0.2)  # dim, float
-        assert len(pf.left) > 500 and pf.right is not None
-        with pytest.raises(ImageError, match='16-bit'):
-            fe.extract(fr.left.astype(np.uint16), fr.right)
-    finally:
-        fe.close()
+    for light in ('stretch', 'none'):
+        fe = StereoFrontend(seq.calib, load_config(None, {'features.extractor': 'rootsift',
+                                                          'features.light': light,
+                                                          'features.max_noise': 0.0}))
+        try:
+            pf = fe.extract(fr.left / 255.0 * 0.2, fr.right / 255.0 * 0.2)  # dim, float
+            assert len(pf.left) > (500 if light == 'stretch' else 100)  # dim: fewer unstretched
+            assert np.isfinite(fe.stereo(pf)).sum() > 50
+            with pytest.raises(ImageError, match='16-bit'):
+                fe.extract(fr.left.astype(np.uint16), fr.right)
+            with pytest.raises(ImageError, match='right image'):
+                fe.extract(fr.left, fr.right.astype(np.uint16))
+        finally:
+            fe.close()
 
 
 def test_a_noisy_pair_is_blurred_down_to_max_noise(kitti_frame):

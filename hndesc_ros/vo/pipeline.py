@@ -173,14 +173,14 @@ class StereoFrontend:
 
     def _prepare(self, left: np.ndarray, right: Optional[np.ndarray]
                  ) -> Tuple[np.ndarray, Optional[np.ndarray], bool]:
-        """The pair after ``features.light`` and ``features.max_noise`` (the left image checked,
-        the right one too where it is changed), and whether it was too noisy (blurred by
+        """The pair after ``features.light`` and ``features.max_noise`` (both images checked:
+        block matching takes the right one as it is), and whether it was too noisy (blurred by
         ``features.max_noise``)."""
         f = self.cfg.features
         left = check_image(left, 'left image')
+        right = None if right is None or self.mono else check_image(right, 'right image')
         if f.light == 'none' and f.max_noise <= 0:
             return left, right, False
-        right = None if right is None or self.mono else check_image(right, 'right image')
         lit = normalise_light([left, right], f.light)
         left, right = suppress_noise(lit, f.max_noise)  # the same objects when clean
         return left, right, left is not lit[0]
