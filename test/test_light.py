@@ -84,7 +84,7 @@ def test_the_front_end_validates_before_it_normalises(kitti06):
         try:
             pf = fe.extract(fr.left / 255.0 * 0.2, fr.right / 255.0 * 0.2)  # dim, float
             assert len(pf.left) > (500 if light == 'stretch' else 100)  # dim: fewer unstretched
-            assert np.isfinite(fe.stereo(pf)).sum() > 50
+            assert np.isfinite(fe.stereo(pf)).sum() > (100 if light == 'stretch' else 25)
             with pytest.raises(ImageError, match='16-bit'):
                 fe.extract(fr.left.astype(np.uint16), fr.right)
             with pytest.raises(ImageError, match='right image'):
