@@ -11,7 +11,8 @@ Rows (median ms of the runs, this machine, this run):
   int8 twin of residual-small;
 - whole extraction of one image: sequential vs SIFT || network;
 - the stereo front end of one pair (everything before tracking): both images extracted, the
-  right image with SIFT only (default), or KLT into the right image; left || right.
+  right image with SIFT only, block matching (default), or KLT into the right image; left ||
+  right.
 """
 import argparse
 import os
@@ -76,7 +77,7 @@ def main():
         row(f'extract one image, {a.variant}, ' + ('SIFT || network' if par else 'sequential'),
             lambda: ex.extract(left))
     calib = StereoCalib(707.0912, 707.0912, 601.8873, 183.1104, 0.537, 1226, 370)
-    for method in ('descriptor', 'sift', 'klt'):
+    for method in ('descriptor', 'sift', 'block', 'klt'):
         for par in (False, True):
             if method == 'klt' and par:
                 continue
