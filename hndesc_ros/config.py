@@ -80,8 +80,7 @@ class MatchingConfig:
     stereo_max_row_diff: float = 1.5   # px, rectified images
     stereo_min_disparity: float = 0.5  # px
     stereo_max_disparity: float = 250.0
-    stereo_method: str = 'block'       # block (right: block matching, no features) | sift
-    #                                    (right: SIFT only) | descriptor (both) | klt
+    stereo_method: str = 'block'       # block (no right features) | sift | descriptor | klt
     stereo_pixels: int = 120000        # block: matched on about this many pixels
     stereo_range: float = 0.2          # block: disparities searched, share of the image width
     block_size: int = 11               # px, block: SAD window at that scale (odd, 5-51)

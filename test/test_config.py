@@ -37,6 +37,18 @@ def test_invalid_values_name_the_key(key, value):
         load_config(None, {key: value})
 
 
+@pytest.mark.parametrize('key,value', [('matching.stereo_method', 'bm'),
+                                       ('matching.stereo_pixels', 0),
+                                       ('matching.stereo_range', 0.0),
+                                       ('matching.stereo_range', 0.6),
+                                       ('matching.block_size', 10),
+                                       ('matching.block_size', 3),
+                                       ('matching.block_size', 53)])
+def test_block_stereo_settings_are_checked_by_name(key, value):
+    with pytest.raises(ConfigError, match=key):
+        load_config(None, {key: value})
+
+
 @pytest.mark.parametrize('key', ['vo.klt_frames', 'vo.klt_rate_hz', 'features.network_pixels',
                                  'features.sift_pixels', 'features.sift_min_pixels'])
 def test_negative_counts_are_refused_by_name(key):

@@ -196,10 +196,12 @@ def test_network_sees_at_most_its_pixel_budget(kitti06):
 def test_block_stereo_agrees_with_descriptor_stereo(kitti06):
     """``matching.stereo_method: block`` (the default) on a real KITTI 06 pair: where SIFT
     descriptor stereo also answers, the disparities agree (measured: median 0.46 px apart, 81 %
-    within 2 px; SIFT's positions come from a third of the resolution); it answers for more
-    keypoints outside the left edge band; and none of the keypoints nearer the left edge than
-    the range searched (a fifth of the width) has a disparity: their match may lie outside
-    the right image."""
+    within 2 px; SIFT's positions come from a third of the resolution); outside the left edge
+    band it answers for about as many keypoints (342 against 329 on this frame; 314 against
+    364 on frame 0); and none of the keypoints nearer the left edge than the range searched (a
+    fifth of the width) has a disparity: their match may lie outside the right image. A wrong
+    scale or sign in the lookup fails the agreement; a lost left-right check fails the 2 px
+    share; a search into the edge band fails the last but one assertion."""
     from hndesc_ros.config import MatchingConfig
     from hndesc_ros.features.stereo import stereo_block, stereo_descriptors
     left = read_image(kitti06 / 'image_0' / '000010.png', gray=True)
@@ -211,13 +213,13 @@ def test_block_stereo_agrees_with_descriptor_stereo(kitti06):
     x = fl.keypoints[:, 0]
     edge = x < cfg.stereo_range * left.shape[1]
     both = np.isfinite(u_block) & np.isfinite(u_desc)
-    assert np.isfinite(u_block[~edge]).sum() > np.isfinite(u_desc[~edge]).sum()
+    assert np.isfinite(u_block[~edge]).sum() > 0.75 * np.isfinite(u_desc[~edge]).sum()
     assert both.sum() > 100
     diff = np.abs(u_block[both] - u_desc[both])
     assert np.median(diff) < 0.6 and (diff < 2).mean() > 0.75, (np.median(diff),
                                                                 (diff < 2).mean())
     assert edge.sum() > 20 and not np.isfinite(u_block[edge]).any()
-    assert np.isfinite(u_block[~edge]).mean() > 0.5
+    assert np.isfinite(u_block[~edge]).mean() > 0.4
     assert (x - u_block)[np.isfinite(u_block)].min() >= cfg.stereo_min_disparity
 
 
@@ -249,6 +251,33 @@ def test_block_stereo_recovers_a_known_disparity(pixels):
     err = np.abs(xy[found, 0] - u[found] - disparity)
     assert np.percentile(err, 95) < 0.25, np.percentile(err, [50, 95])
     assert not np.isfinite(u[flat]).any()
+
+
+def test_block_stereo_follows_a_disparity_that_changes_across_the_image():
+    """Synthetic, for exact ground truth: the right image is the left one warped with a
+    disparity that grows linearly from 6 px at the top to 18 px at the bottom (a ground
+    plane's pattern). Each keypoint must get its own row's disparity (within 0.35 px at 90 % of
+    them), which a lookup at the wrong working pixel or scale would miss by up to a pixel."""
+    from hndesc_ros.config import MatchingConfig
+    from hndesc_ros.features.stereo import stereo_block
+    rng = np.random.default_rng(1)
+    h, w = 300, 800
+    texture = cv2.GaussianBlur(rng.uniform(0, 255, (h, w)).astype(np.float32), (0, 0), 1.5)
+    texture = cv2.normalize(texture, None, 0, 255, cv2.NORM_MINMAX)
+    rows = np.arange(h, dtype=np.float32)
+    disparity = 6.0 + 12.0 * rows / (h - 1)
+    map_x = (np.arange(w, dtype=np.float32)[None, :] + disparity[:, None]).astype(np.float32)
+    map_y = np.repeat(rows[:, None], w, axis=1)
+    right = cv2.remap(texture, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    ys, xs = np.mgrid[20:h - 20:7, 250:w - 200:9]
+    xy = np.c_[xs.ravel() + 0.3, ys.ravel() + 0.6].astype(np.float32)  # off the pixel grid
+    u = stereo_block(texture.astype(np.uint8), right.astype(np.uint8), xy,
+                     MatchingConfig(stereo_pixels=60_000))
+    found = np.isfinite(u)
+    assert found.mean() > 0.9
+    truth = 6.0 + 12.0 * xy[found, 1] / (h - 1)
+    err = np.abs(xy[found, 0] - u[found] - truth)
+    assert np.percentile(err, 90) < 0.35, np.percentile(err, [50, 90])
 
 
 def test_stereo_klt_agrees_with_descriptor_stereo(kitti06):

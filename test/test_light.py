@@ -72,7 +72,8 @@ def test_stretch_finds_the_scene_in_the_dark(kitti_frame):
 def test_the_front_end_validates_before_it_normalises(kitti06):
     """The light normalisation runs on validated images: a float pair in [0, 1] (accepted by
     check_image) still works, a 16-bit image is one ImageError (not an OpenCV error), the right
-    one too, with or without normalisation (block matching takes it as it is)."""
+    one too, and so is a pair of two sizes, with or without normalisation (block matching takes
+    the right image as it is)."""
     from hndesc_ros.errors import ImageError
     from hndesc_ros.vo.pipeline import StereoFrontend
     seq = KittiSequence(kitti06, count=1)
@@ -89,6 +90,8 @@ def test_the_front_end_validates_before_it_normalises(kitti06):
                 fe.extract(fr.left.astype(np.uint16), fr.right)
             with pytest.raises(ImageError, match='right image'):
                 fe.extract(fr.left, fr.right.astype(np.uint16))
+            with pytest.raises(ImageError, match='sizes differ'):
+                fe.extract(fr.left, fr.right[:, :-10])
         finally:
             fe.close()
 

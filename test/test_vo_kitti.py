@@ -28,7 +28,7 @@ def test_stereo_vo_residual_on_kitti06(kitti06):
     average, 0.072 m with SIFT stereo (ORB-SLAM3: 0.066-0.090 m); 0.10 m leaves room for other
     CPUs' int8 kernels and the chaos of 51-frame runs. Block matching's disparities need
     little offset here (0.12 px; 0.0 with fp32, where the estimate is not significant) and
-    the path length is within 0.5 % (measured 0.44 %)."""
+    the path length is within 1 % (measured 0.44 %; 0.14 % with fp32)."""
     seq = KittiSequence(kitti06)
     m = run_sequence(seq, load_config())['metrics']
     assert m['frames'] == m['frames_tracked'] == 51
@@ -36,7 +36,7 @@ def test_stereo_vo_residual_on_kitti06(kitti06):
     assert m['ate_rmse_m'] < 0.10
     assert m['rpe_trans_m'] < 0.03
     assert abs(m['disparity_offset_px']) < 0.2
-    assert abs(m['path_ratio'] - 1) < 0.005
+    assert abs(m['path_ratio'] - 1) < 0.01
 
 
 def test_sift_stereo_needs_and_finds_an_offset_on_kitti06(kitti06):

@@ -105,7 +105,8 @@ class BlockDisparities:
     """Dense disparities of a pair (:func:`block_disparities`), in StereoBM's units.
 
     Attributes:
-        left: (h, w) int16 disparity x 16 of each left pixel at the working scale (<= 0: none).
+        left: (h, w) int16 disparity x 16 of each left pixel at the working scale (-16: none;
+            0: at infinity, below any ``stereo_min_disparity``).
         right: (h, w) int16 the same with the right image as reference.
         scale: (2,) x and y scales of the working images relative to the input.
     """
@@ -128,11 +129,12 @@ def block_disparities(left: np.ndarray, right: np.ndarray,
     are searched (a multiple of 16 px at the working scale): the nearest depth is then the
     same share of the camera's own fx b / width, whatever its size. StereoBM gives no
     disparity where the whole range could not be searched: left pixels nearer the left edge
-    than the range (their match may lie outside the right image, and a truncated search
-    would return the best wrong one), and, with the right image as reference, right pixels
-    as near the right edge, so that the check of :func:`block_lookup` keeps the band where
-    both searches were complete (about the central 60 % of KITTI's width). Measured and not
-    kept (README): padding either search to reach the edges.
+    than the range and half a block (their match may lie outside the right image, and a
+    truncated search would return the best wrong one), and, with the right image as
+    reference, right pixels as near the right edge, so that the check of
+    :func:`block_lookup` keeps the band where both searches were complete (about the central
+    60 % of KITTI's width). Measured and not kept (README): padding either search to reach
+    the edges.
 
     Args:
         left, right: (H, W) uint8 rectified grayscale images of one size.
@@ -148,7 +150,7 @@ def block_disparities(left: np.ndarray, right: np.ndarray,
         right = cv2.resize(right, size, interpolation=cv2.INTER_AREA)
     block = cfg.block_size
     disparities = 16 * int(np.ceil(cfg.stereo_range * size[0] / 16.0))
-    if size[0] < disparities + block or size[1] < block:
+    if size[0] <= disparities + block or size[1] <= block:  # StereoBM needs more than a block
         return None
     d_left = _block_matcher(disparities, block).compute(left, right)
     d_right = _block_matcher(disparities, block).compute(

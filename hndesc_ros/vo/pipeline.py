@@ -1,8 +1,8 @@
 """Whole VO pipelines: images in, poses out (no ROS).
 
-:class:`StereoFrontend`: left image -> Features; stereo correspondences (KLT into the right
-image, or descriptors of both images); tracking against the local map -> Observations. The ROS
-front-end node runs exactly this.
+:class:`StereoFrontend`: left image -> Features; stereo correspondences (block matching of the
+pair by default; or SIFT / descriptors of both images, or KLT into the right image); tracking
+against the local map -> Observations. The ROS front-end node runs exactly this.
 :class:`StereoVO`: StereoFrontend -> StereoOdometry (the back end, as in the ROS back-end node),
 with the mapper's refined landmarks handed back to the front end's local map.
 Monocular (``vo.mono``): the front end tracks frame to frame and
@@ -20,7 +20,7 @@ from typing import Callable, Dict, Iterable, Iterator, Optional, Tuple
 import numpy as np
 
 from hndesc_ros.config import Config, frontend_features
-from hndesc_ros.errors import BackendUnavailable
+from hndesc_ros.errors import BackendUnavailable, ImageError
 from hndesc_ros.features.extractor import Extractor
 from hndesc_ros.features.stereo import (block_disparities, block_lookup, stereo_descriptors,
                                         stereo_klt)
@@ -40,8 +40,9 @@ class PairFeatures:
     Attributes:
         left: Features of the left image (the configured descriptor).
         left_sift: the (Root)SIFT part at the same keypoints (None without a SIFT branch).
-        right: Features of the right image for descriptor stereo (None: mono, KLT or static).
-        u_right: (N,) right u already known (KLT, the static front end), else None.
+        right: Features of the right image for SIFT or descriptor stereo (None: mono, block,
+            KLT or static).
+        u_right: (N,) right u already known (block, KLT, the static front end), else None.
         timings: ms per stage so far.
         image: the left (H, W) uint8 gray image the features come from (for KLT:
             ``vo.klt_frames``, ``vo.klt_reobserve``), or None.
@@ -173,12 +174,16 @@ class StereoFrontend:
 
     def _prepare(self, left: np.ndarray, right: Optional[np.ndarray]
                  ) -> Tuple[np.ndarray, Optional[np.ndarray], bool]:
-        """The pair after ``features.light`` and ``features.max_noise`` (both images checked:
-        block matching takes the right one as it is), and whether it was too noisy (blurred by
-        ``features.max_noise``)."""
+        """The pair after ``features.light`` and ``features.max_noise`` (both images checked,
+        and of one size: block matching takes the right one as it is), and whether it was too
+        noisy (blurred by ``features.max_noise``)."""
         f = self.cfg.features
         left = check_image(left, 'left image')
         right = None if right is None or self.mono else check_image(right, 'right image')
+        if right is not None and right.shape[:2] != left.shape[:2]:
+            raise ImageError(f'left and right image sizes differ ({left.shape[1]}x'
+                             f'{left.shape[0]} and {right.shape[1]}x{right.shape[0]}): a '
+                             'rectified pair has one size')
         if f.light == 'none' and f.max_noise <= 0:
             return left, right, False
         lit = normalise_light([left, right], f.light)
