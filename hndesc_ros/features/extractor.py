@@ -50,10 +50,10 @@ def prepare_input(image: np.ndarray, in_channels: int) -> np.ndarray:
     return np.ascontiguousarray(img.transpose(2, 0, 1)[None], np.float32) / 255.0
 
 
-def to_network_pixels(xy: np.ndarray, scale: float) -> np.ndarray:
+def to_network_pixels(xy: np.ndarray, scale) -> np.ndarray:
     """(N, 2) pixel coordinates in an image -> the same points in that image resized by
-    ``scale`` (pixel centres at integers in both)."""
-    if scale == 1.0:
+    ``scale`` (one factor, or (2,) for x and y; pixel centres at integers in both)."""
+    if np.all(np.asarray(scale) == 1.0):
         return xy
     return ((xy + 0.5) * scale - 0.5).astype(np.float32)
 

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from hndesc_ros.config import MatchingConfig
+from hndesc_ros.features.extractor import to_network_pixels
 from hndesc_ros.features.matching import match_stereo
 from hndesc_ros.types import Features
 
@@ -170,13 +171,12 @@ def block_lookup(maps: Optional[BlockDisparities], xy: np.ndarray,
     if maps is None or not len(xy):
         return u_right
     hs, ws = maps.left.shape
-    sx, sy = float(maps.scale[0]), float(maps.scale[1])
-    xs = np.clip(np.round((xy[:, 0] + 0.5) * sx - 0.5).astype(np.int64), 0, ws - 1)
-    ys = np.clip(np.round((xy[:, 1] + 0.5) * sy - 0.5).astype(np.int64), 0, hs - 1)
-    d = maps.left[ys, xs].astype(np.float32) / 16.0    # working px; none: <= 0
+    working = np.round(to_network_pixels(xy, maps.scale)).astype(np.int64)
+    xs, ys = np.clip(working[:, 0], 0, ws - 1), np.clip(working[:, 1], 0, hs - 1)
+    d = maps.left[ys, xs].astype(np.float32) / 16.0    # working px; none: -1, infinity: 0
     xr = np.clip(np.round(xs - d).astype(np.int64), 0, ws - 1)
     back = maps.right[ys, xr].astype(np.float32) / 16.0
-    full = d / sx   # input px
+    full = d / float(maps.scale[0])   # input px
     ok = ((full >= cfg.stereo_min_disparity) & (full <= cfg.stereo_max_disparity)
           & (np.abs(back - d) <= BLOCK_LR_TOLERANCE))
     u_right[ok] = xy[ok, 0] - full[ok]

@@ -200,9 +200,10 @@ class StereoFrontend:
         method = self.stereo_method
         stereo = right is not None and not self.mono
         m = self.cfg.matching
+        gray = to_gray(left) if stereo or self._keep_image else None
         if method == 'block':  # the right image's part: dense disparities, no features
             def right_fn(image):
-                return block_disparities(to_gray(left), to_gray(image), m)
+                return block_disparities(gray, to_gray(image), m)
         else:
             right_fn = (self.extractor.sift_features if method == 'sift'
                         else self.extractor.extract)
@@ -212,13 +213,13 @@ class StereoFrontend:
         fl, sl = self.extractor.extract_with_sift(left)
         t1 = time.perf_counter()
         pf = PairFeatures(fl, sl, None, None, {'extract_left': (t1 - t0) * 1e3},
-                          to_gray(left) if self._keep_image else None)
+                          gray if self._keep_image else None)
         if stereo and method == 'block':
             maps = right_job.result() if right_job else right_fn(right)
             pf.u_right = block_lookup(maps, fl.keypoints, m)
             pf.timings['stereo_matching'] = (time.perf_counter() - t1) * 1e3
         elif stereo and method == 'klt':  # the left keypoints tracked into the right image
-            pf.u_right = stereo_klt(to_gray(left), to_gray(right), fl.keypoints, m)
+            pf.u_right = stereo_klt(gray, to_gray(right), fl.keypoints, m)
             pf.timings['stereo_matching'] = (time.perf_counter() - t1) * 1e3
         elif stereo:
             pf.right = right_job.result() if right_job else right_fn(right)
