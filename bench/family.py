@@ -65,14 +65,18 @@ def print_summary(name: str, label: str, rows: list, load: float) -> None:
           f"(min {min(ates):.3f}, max {max(ates):.3f}), Sim(3) ATE mean "
           f"{np.mean([r['ate_sim3_m'] for r in rows]):.3f} m, "
           f"{np.mean([r['fps'] for r in rows]):.1f} frames/s, "
-          f"{sum(r['lost'] for r in rows)} lost, load {load:.1f}", flush=True)
+          f"{sum(r['lost'] for r in rows)} lost"
+          + (f", {np.mean([r['mpo'] for r in rows]):.2f} observations per map point"
+             if all('mpo' in r for r in rows) else '')
+          + f', load {load:.1f}', flush=True)
 
 
 def row(name: str, config: str, variant: str, held: float, m: dict, load: float) -> dict:
     """One run's figures as the bench stores them."""
     return {'sequence': name, 'config': config, 'variant': variant, 'offset_held_px': held,
             'ate_m': m['ate_rmse_m'], 'fps': m['wall_fps'], 'ate_sim3_m': m['ate_sim3_m'],
-            'path_ratio': m['path_ratio'], 'lost': m['tracking_lost'], 'load': load}
+            'path_ratio': m['path_ratio'], 'lost': m['tracking_lost'],
+            'mpo': m['map_point_observations'], 'load': load}
 
 
 def offset_held_at(px: float) -> dict:

@@ -104,7 +104,9 @@ class VOConfig:
     window_size: int = 8               # keyframes in the fixed-lag window
     keyframe_min_translation: float = 3.0  # m since the last keyframe; 0 = every frame
     keyframe_min_rotation: float = 5.0  # deg since the last keyframe
-    keyframe_max_interval: int = 3     # frames; a keyframe at least this often
+    keyframe_parallax_deg: float = 2.0  # deg: a keyframe once the camera has moved this much
+    #                                    seen from the tracked landmarks' median depth
+    keyframe_max_interval: int = 4     # frames; a keyframe at least this often
     keyframe_track_ratio: float = 0.45  # keyframe when fewer of its tracked landmarks remain
     keyframe_min_tracks: int = 100     # keyframe when fewer PnP inliers
     smoother: bool = True              # False: tracking only (no GTSAM mapping)
@@ -116,7 +118,7 @@ class VOConfig:
     min_track_length: int = 3          # observations before a landmark enters the graph
     stereo_gate_px: float = 3.0        # max reprojection error of a track's point (px)
     smoother_iterations: int = 0       # extra iSAM2 relinearisation steps per keyframe
-    max_new_landmarks: int = 0         # cap on landmarks added per keyframe (0 = no cap)
+    max_new_landmarks: int = 100       # cap on landmarks added per keyframe (0 = no cap)
     search_radius_deg: float = 1.1954  # deg, local-map search window around the prediction
     #                                    (15 px at KITTI 00-02's 718.9 px focal length, the
     #                                    window in px before; 9.6 px at 458 px)
@@ -130,8 +132,11 @@ class VOConfig:
     #                                    extracted once (klt_frames + 1) / klt_rate_hz s have
     #                                    passed (a 20 Hz camera: every 4th pair); 0 = count
     #                                    pairs whatever the rate
-    klt_reobserve: bool = False        # landmarks seen in the last frame but not re-detected
+    klt_reobserve: bool = True         # landmarks seen in the last frame but not re-detected
     #                                    are followed into this one by KLT (no descriptor)
+    klt_max_landmarks: int = 600       # landmarks a frame follows by KLT at most (the most
+    #                                    observed first; with klt_reobserve, counting the
+    #                                    matched ones)
     mono_window: int = 10              # frames in the monocular fixed-lag bundle adjustment
     mono_min_parallax: float = 2.0     # deg between a mono track's first and last ray
     still_parallax: float = 0.02       # deg of parallax below which the camera stands still
@@ -194,7 +199,7 @@ _POSITIVE = {
     'matching.stereo_max_disparity', 'matching.stereo_pixels', 'ros.queue_size',
     'vo.min_track_length', 'vo.stereo_gate_px',
     'vo.search_radius_deg', 'vo.refine_radius_deg', 'vo.map_max_age', 'vo.keyframe_max_interval',
-    'matching.klt_window', 'vo.mono_window', 'vo.prefetch',
+    'matching.klt_window', 'vo.mono_window', 'vo.prefetch', 'vo.klt_max_landmarks',
 }
 
 

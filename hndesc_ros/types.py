@@ -147,6 +147,9 @@ class Observations:
         u_right: (M,) float32 right-image u (NaN when the point has no stereo match).
         scores: (M,) float32 keypoint scores.
         timings: milliseconds per stage.
+        noise: (M,) float32 each keypoint's localisation noise in units of
+            ``vo.pixel_sigma`` (>= 1; 1 at the detector's finest scales, more for a coarse
+            one: see :func:`~hndesc_ros.vo.tracker.keypoint_noise`). None: all 1.
     """
 
     stamp: float
@@ -156,6 +159,12 @@ class Observations:
     u_right: np.ndarray
     scores: np.ndarray
     timings: Dict[str, float] = field(default_factory=dict)
+    noise: Optional[np.ndarray] = None
+
+    def __post_init__(self):
+        if self.noise is None:
+            self.noise = np.ones(len(self.track_ids), np.float32)
+        assert self.noise.shape == (len(self.track_ids),), self.noise.shape
 
     def __len__(self) -> int:
         return len(self.track_ids)

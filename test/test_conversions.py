@@ -23,7 +23,8 @@ def _obs(n=5):
     u_right[1] = np.nan
     return Observations(0.0, 0, np.arange(n, dtype=np.int64) * 7,
                         rng.uniform(0, 100, (n, 2)).astype(np.float32), u_right,
-                        rng.uniform(0, 1, n).astype(np.float32))
+                        rng.uniform(0, 1, n).astype(np.float32),
+                        noise=rng.uniform(1, 3, n).astype(np.float32))
 
 
 def test_cloud_roundtrip_keeps_observations_and_header():
@@ -31,7 +32,7 @@ def test_cloud_roundtrip_keeps_observations_and_header():
     header = Header(stamp=Time(sec=12, nanosec=500_000_000), frame_id='left_camera_optical')
     cloud = observations_to_cloud(obs, header)
     assert cloud.header.frame_id == 'left_camera_optical'
-    assert (cloud.width, cloud.height, cloud.point_step) == (5, 1, 20)
+    assert (cloud.width, cloud.height, cloud.point_step) == (5, 1, 24)
     assert tuple((f.name, f.offset, f.datatype) for f in cloud.fields) == MATCH_FIELDS
     back = cloud_to_observations(cloud, index=3)
     assert back.stamp == pytest.approx(12.5) and back.index == 3
@@ -39,6 +40,16 @@ def test_cloud_roundtrip_keeps_observations_and_header():
     assert np.array_equal(back.uv, obs.uv)
     assert np.array_equal(back.u_right, obs.u_right, equal_nan=True)
     assert np.array_equal(back.scores, obs.scores)
+    assert np.array_equal(back.noise, obs.noise)
+
+
+def test_cloud_noise_below_one_reads_as_one():
+    """A keypoint's localisation noise is at least the pixel sigma: a publisher's 0, negative
+    or NaN (an all-zero cloud) reads as 1, not as an infinitely precise measurement."""
+    obs = _obs()
+    obs.noise[:] = [0.0, -1.0, np.nan, 0.5, 2.5]
+    back = cloud_to_observations(observations_to_cloud(obs, Header()))
+    assert np.array_equal(back.noise, np.array([1.0, 1.0, 1.0, 1.0, 2.5], np.float32))
 
 
 def test_cloud_with_unknown_layout_or_size_is_a_message_error():

@@ -171,7 +171,7 @@ def test_backend_survives_bad_camera_info_and_layout(ros, kitti06):
     h.io.create_subscription(Path, 'path', paths.append, 10)
     try:
         assert h.spin(lambda: matches.get_subscription_count() > 0, 10)
-        cloud = PointCloud2(height=1, width=1, point_step=20, row_step=20, data=bytes(20))
+        cloud = PointCloud2(height=1, width=1, point_step=24, row_step=24, data=bytes(24))
         cloud.fields = [PointField(name=n, offset=o, datatype=d, count=1)
                         for n, o, d in MATCH_FIELDS]
         matches.publish(cloud)                                   # before any calibration:

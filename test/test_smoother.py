@@ -241,3 +241,91 @@ def test_mono_gaps_and_a_standing_camera_keep_one_smoother():
              and odo.smoother.landmark_time.get(odo.landmark_of[t], -1) == last]
     # measured 67 of 237 (14 while a resumed track kept its marginalised landmark)
     assert len(alive) > 0.2 * len(ids), (len(alive), len(ids))
+
+
+def test_a_keyframe_without_stereo_is_placed_by_projection_factors():
+    """A frame tracked by KLT alone has no stereo (``vo.klt_frames``); its observations of the
+    window's landmarks are projection factors (GenericProjectionFactor), so it is a keyframe
+    like the others. Exact observations: the stereo keyframes fix the landmarks, and the
+    mono keyframe, started 5 cm off (a tracked pose is closer), lands on its true pose to the
+    millimetre in the one iSAM2 step a keyframe gets."""
+    rng = np.random.default_rng(3)
+    pts = np.c_[rng.uniform(-5, 5, 80), rng.uniform(-2, 2, 80), rng.uniform(8, 30, 80)]
+    sm = StereoSmoother(CALIB, 8)
+    truth = [make_T(np.eye(3), [0.05 * k, 0, 0.5 * k]) for k in range(4)]
+    for k, T_true in enumerate(truth):
+        o = observe(pts, T_true, k)
+        mono = k == 3
+        rows = [(k, int(j), o.uv[i, 0], np.nan if mono else o.u_right[i], o.uv[i, 1], 1.0)
+                for i, j in enumerate(o.track_ids)]
+        new = {int(j): pts[j] for j in o.track_ids} if k == 0 else {}
+        guess = T_true @ make_T(np.eye(3), [0.03, 0.0, 0.04]) if mono else T_true
+        T = sm.add_keyframe(k, guess, new, rows)
+    assert np.abs(T[:3, 3] - truth[3][:3, 3]).max() < 1e-3
+
+
+def test_keypoint_noise_weights_a_coarse_observation_less():
+    """An observation's noise multiple (``Observations.noise``: a coarse keypoint is located
+    to its scale's pixels) sets its factor's sigma. One keyframe's 40 landmarks are exact and
+    one is 3 px off in u: with noise 1 on all, the pose takes part of that error; with the
+    wrong one declared 8 times noisier, the pose moves less than half as far (exact, so
+    synthetic)."""
+    rng = np.random.default_rng(4)
+    pts = np.c_[rng.uniform(-5, 5, 41), rng.uniform(-2, 2, 41), rng.uniform(6, 12, 41)]
+    moved = {}
+    for sigma in (1.0, 8.0):
+        sm = StereoSmoother(CALIB, 8)
+        truth = [make_T(np.eye(3), [0.0, 0, 0.4 * k]) for k in range(2)]
+        for k, T_true in enumerate(truth):
+            o = observe(pts, T_true, k)
+            rows = []
+            for i, j in enumerate(o.track_ids):
+                bad = k == 1 and i == 0
+                rows.append((k, int(j), o.uv[i, 0] + 3.0 * bad, o.u_right[i] + 3.0 * bad,
+                             o.uv[i, 1], sigma if bad else 1.0))
+            T = sm.add_keyframe(k, T_true, {int(j): pts[j] for j in o.track_ids} if k == 0
+                                else {}, rows)
+        moved[sigma] = np.linalg.norm(T[:3, 3] - truth[1][:3, 3])
+    assert moved[1.0] > 1e-4 and moved[8.0] < 0.5 * moved[1.0], moved
+
+
+def test_mapper_adds_projection_factors_only_for_landmarks_begun_with_stereo():
+    """Observations without stereo become projection factors of landmarks that entered the
+    window with stereo; a track never seen with stereo starts nothing (exact, synthetic)."""
+    from hndesc_ros.vo.mapper import Keyframe, Mapper
+    rng = np.random.default_rng(5)
+    pts = np.c_[rng.uniform(-5, 5, 60), rng.uniform(-2, 2, 60), rng.uniform(8, 30, 60)]
+    mapper = Mapper(CALIB, VOConfig(min_track_length=2))
+    before = 0
+    for k in range(3):
+        T = make_T(np.eye(3), [0.0, 0, 0.5 * k])
+        o = observe(pts, T, k)
+        ids, uv, ur = o.track_ids, o.uv, o.u_right.copy()
+        if k == 2:  # no stereo, and one track the mapper never saw
+            ids, uv = np.r_[ids, 999], np.r_[uv, [[600.0, 180.0]]]
+            ur = np.full(len(ids), np.nan)
+        n = len(ids)
+        before = mapper.smoother.factors
+        upd = mapper.add_keyframe(Keyframe(k, T, ids, uv, ur, np.isfinite(ur),
+                                           np.zeros(n, bool), True, np.ones(n, np.float32)))
+        assert not upd.reset
+    added = mapper.smoother.factors - before
+    assert added == len(ids) - 1 + 1  # one per known landmark, and the keyframe's pose prior
+    assert 999 not in mapper.segment
+    assert np.abs(upd.T_world_cam[:3, 3] - [0, 0, 1.0]).max() < 1e-3
+
+
+def test_keyframes_follow_parallax_not_frame_count():
+    """``vo.keyframe_parallax_deg``: a camera moving 1 m a frame past landmarks 8-40 m away
+    (KITTI-like, 2-4 degrees a frame) makes every frame a keyframe; the same scene at 5 cm a
+    frame (a slow camera) only every ``vo.keyframe_max_interval`` frames (exact, synthetic)."""
+    rng = np.random.default_rng(6)
+    pts = np.c_[rng.uniform(-15, 15, 900), rng.uniform(-3, 3, 900), rng.uniform(8, 40, 900)]
+    counts = {}
+    for step in (1.0, 0.05):
+        odo = StereoOdometry(CALIB, VOConfig(async_mapping=False))
+        res = [odo.process(observe(pts, make_T(np.eye(3), [0, 0, step * k]), k))
+               for k in range(13)]
+        counts[step] = sum(r.keyframe for r in res)
+    assert counts[1.0] == 13 and counts[0.05] == 1 + 12 // VOConfig().keyframe_max_interval, \
+        counts

@@ -90,13 +90,14 @@ def test_mono_through_a_start_from_rest_and_a_stop_on_kitti00(tmp_path):
 def test_stereo_through_a_stop_on_kitti06(tmp_path, kitti06):
     """Stereo on KITTI 06 with frame 25 shown 30 more times: nothing lost, at most one
     keyframe of the standing view (more would count the same stereo measurements again as new
-    ones; measured: one, at frame 27, when the keyframe interval since frame 24 ran out), the
-    pose held, and the ATE within 10 % of the same frames without the stop: whole run
-    0.048 m against 0.063 m (before the disparity offset: 0.083 against 0.101 m; both with
-    every pair extracted)."""
+    ones; measured: none), the pose held, and the ATE within 10 % of the same frames without
+    the stop (measured 0.029 against 0.030 m; each frame at its first appearance 0.034). Both
+    runs hold the disparity offset at 0 px (what block stereo needs on 06): its estimate from
+    the first frame pairs moves a 51-frame ATE by tens of per cent on its own (0.03-0.10 m over
+    the bench's copies of 06), which is not what this test is about."""
     order = stop_order(51, 25, 30)
     seq_dir = write_variant(kitti06, tmp_path, order, seed=2)
-    cfg = load_config()
+    cfg = load_config(None, {'vo.disparity_offset': 0.0, 'vo.estimate_disparity_offset': False})
     run = run_sequence(KittiSequence(seq_dir), cfg)
     stop = run['metrics']
     clean = run_sequence(KittiSequence(kitti06), cfg)['metrics']
@@ -104,7 +105,8 @@ def test_stereo_through_a_stop_on_kitti06(tmp_path, kitti06):
     assert sum(r.keyframe for r in run['results'][26:56]) <= 1
     assert stop['stationary_frames'] > 20
     # held through the 30 repeats; frame 25 itself is a KLT frame (``vo.klt_frames``), whose
-    # pose of the same view differs from the extracted repeats' by 2.5 cm (measured)
+    # pose of the same view differs from the extracted repeats' by 0.3 cm (measured; 2.5 cm
+    # before the eighth session)
     assert np.abs(run['poses'][26:56, :3, 3] - run['poses'][26, :3, 3]).max() < 0.01
     assert np.abs(run['poses'][26, :3, 3] - run['poses'][25, :3, 3]).max() < 0.04
     assert stop['ate_rmse_m'] <= 1.1 * clean['ate_rmse_m'], (stop, clean)
@@ -116,7 +118,7 @@ def test_stereo_through_a_sudden_stop_on_kitti01(tmp_path):
     predicts a metre that did not happen, and at the start again a standstill. The tracker
     then also tries the last pose (and the whole local map) and keeps the pose that explains
     most landmarks: the step into the stop and the step out of it stay within 10 cm of the
-    ground truth's (measured 5.2 and 3.8 cm; 46 and 48 cm before, when only the prediction
+    ground truth's (measured 0.5 and 7.5 cm; 46 and 48 cm before, when only the prediction
     and, on a weak PnP, a RANSAC with fewer inliers than the refinement were tried), and the
     standing frames hold the pose."""
     order = stop_order(51, 35, 8)

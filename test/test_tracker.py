@@ -156,3 +156,38 @@ def test_the_search_windows_are_angles_whatever_the_camera():
     assert np.allclose(half, np.array(full) / 2, rtol=1e-6)
     wide = MapTracker(CALIB, MatchingConfig(), VOConfig(search_radius_deg=2 * 1.1954))
     assert abs(wide.search_px / windows(700.0)[0] - 2.0) < 0.01
+
+
+def test_keypoint_noise_follows_size_relative_to_the_finest():
+    """A keypoint up to twice the frame's finest size (its 5th percentile) is located to the
+    pixel sigma; a bigger one proportionally worse; sizes 0 (learned keypoints) give 1.
+    Relative, so the same at any resolution the detector ran at."""
+    from hndesc_ros.vo.tracker import keypoint_noise
+    sizes = np.r_[np.full(95, 4.0), [8.0, 12.0, 16.0, 40.0, 80.0]].astype(np.float32)
+    noise = keypoint_noise(sizes)
+    assert noise.dtype == np.float32 and (noise[:96] == 1).all()
+    assert np.allclose(noise[96:], [1.5, 2.0, 5.0, 10.0])
+    assert np.allclose(keypoint_noise(3 * sizes), noise)          # the scale cancels
+    assert (keypoint_noise(np.zeros(50, np.float32)) == 1).all()  # learned keypoints
+
+
+def test_klt_follows_at_most_its_budget_the_most_observed_first():
+    """``vo.klt_max_landmarks`` bounds KLT's work (a textured room keeps 1,300 landmarks a
+    frame): of the last frame's landmarks, the most observed are followed first. A textured
+    synthetic image seen again unmoved (so every follow succeeds; synthetic: the answer must be
+    known)."""
+    import cv2
+    rng = np.random.default_rng(8)
+    image = cv2.GaussianBlur(rng.integers(0, 255, (370, 1200), np.uint8), (0, 0), 2.0)
+    pts, desc = world(300, 3)
+    tr = MapTracker(CALIB, MatchingConfig(), VOConfig(klt_max_landmarks=50))
+    feats, _, idx = view(pts, desc, np.eye(4))
+    ids = np.arange(len(feats), dtype=np.int64)
+    tr.map.add(ids, pts[idx], feats.descriptors, 0)
+    tr.map.observed[:] = rng.permutation(len(ids)) + 1
+    tr._last = (image, ids, feats.keypoints.astype(np.float32))
+    rows, uv = tr._follow(image, np.eye(4))
+    assert len(rows) == 50
+    assert set(rows.tolist()) == set(np.argsort(-tr.map.observed)[:50].tolist())
+    assert np.abs(uv - feats.keypoints[rows]).max() < 0.1
+    assert len(tr._follow(image, np.eye(4), budget=10)[0]) == 10

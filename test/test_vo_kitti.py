@@ -22,13 +22,15 @@ def test_kitti_reader(kitti06):
 
 
 def test_stereo_vo_residual_on_kitti06(kitti06):
-    """Bound: measured 0.083 m ATE (0.14 % of the 59.9 m path; 0.058 m with the fp32 network)
+    """Bound: measured 0.030 m ATE (0.05 % of the 59.9 m path; 0.058 m with the fp32 network)
     with the default config (the shipped residual-small, int8 on ONNX Runtime, SIFT on 75,000
-    px, block-matching stereo); over seven perturbed copies (``bench/family.py``) 0.057 m on
-    average, 0.072 m with SIFT stereo (ORB-SLAM3: 0.066-0.090 m); 0.10 m leaves room for other
-    CPUs' int8 kernels and the chaos of 51-frame runs. Block matching's disparities need
-    little offset here (0.12 px; 0.0 with fp32, where the estimate is not significant) and
-    the path length is within 1 % (measured 0.44 %; 0.14 % with fp32)."""
+    px, block-matching stereo, KLT between extracted pairs and for landmarks detection misses);
+    over seven perturbed copies (``bench/family.py``) 0.059 m on average (ORB-SLAM3:
+    0.066-0.090 m); 0.10 m leaves room for other CPUs' int8 kernels and the chaos of 51-frame
+    runs. Block matching's disparities need little offset here (the estimate, 0.0 px, is not
+    significant) and the path length is within 1 % (measured 0.04 %; 0.19 % with fp32).
+    Landmarks live: a map point (a landmark seen by two keyframes or more) is seen by 4.7
+    keyframes on average (2.6 before the eighth session), where the issue asks 4."""
     seq = KittiSequence(kitti06)
     m = run_sequence(seq, load_config())['metrics']
     assert m['frames'] == m['frames_tracked'] == 51
@@ -37,13 +39,15 @@ def test_stereo_vo_residual_on_kitti06(kitti06):
     assert m['rpe_trans_m'] < 0.03
     assert abs(m['disparity_offset_px']) < 0.2
     assert abs(m['path_ratio'] - 1) < 0.01
+    assert m['map_point_observations'] >= 4 and m['keyframes'] >= 40
 
 
 def test_sift_stereo_needs_and_finds_an_offset_on_kitti06(kitti06):
     """With SIFT stereo (the right image's SIFT keypoints matched by descriptor) the same
     frames measure disparities about 0.2 px smaller than block matching does: the online
-    estimate finds 0.21 px (``bench/depth_bias.py`` fits 0.20 px against ground truth) and
-    takes the path length to within 0.5 % (measured 0.12 %, 0.61 % without)."""
+    estimate finds 0.16 px (``bench/depth_bias.py`` fits 0.20 px against ground truth) and
+    takes the path length to within 0.5 % (measured 0.02 %; 0.61 % without, in the seventh
+    session)."""
     seq = KittiSequence(kitti06)
     m = run_sequence(seq, load_config(overrides={'matching.stereo_method': 'sift'}))['metrics']
     assert m['frames_tracked'] == 51 and m['ate_rmse_m'] < 0.12
@@ -137,14 +141,14 @@ def test_deferred_mapping_gives_the_same_poses(kitti06):
 
 
 def test_klt_reobservation_follows_landmarks_detection_misses(kitti06):
-    """``vo.klt_reobserve`` (off by default; here with every pair extracted): on real KITTI 06
+    """``vo.klt_reobserve`` (on by default; here with every pair extracted): on real KITTI 06
     frames, landmarks of the last frame that no keypoint matched are followed by KLT, so more of
-    them are observed per frame (measured over 51 frames: 270 -> 439 landmarks continued a
-    frame), every frame stays
-    tracked, and the re-observed points carry no stereo (NaN right u)."""
+    them are observed per frame (8 frames: 1046 -> 2655 landmarks continued), every frame stays
+    tracked, and most re-observed points take their stereo from the pair's block matching
+    (measured: 78 %; the rest lie where block matching has no disparity)."""
     from hndesc_ros.vo.pipeline import StereoVO
     seq = KittiSequence(kitti06, count=8)
-    continued = {}
+    continued, with_stereo = {}, []
     for on in (False, True):
         cfg = load_config(None, {'vo.klt_reobserve': on, 'vo.klt_frames': 0})
         vo = StereoVO(seq.calib, cfg)
@@ -157,23 +161,27 @@ def test_klt_reobservation_follows_landmarks_detection_misses(kitti06):
                 prev = set(obs.track_ids.tolist())
                 if on and res.index > 0:
                     klt = obs.scores == 0  # re-observed: no keypoint, no score
-                    assert klt.any() and np.isnan(obs.u_right[klt]).all()
+                    assert klt.any() and (obs.noise[klt] == 1).all()
+                    with_stereo.append(np.isfinite(obs.u_right[klt]).mean())
         finally:
             vo.finish()
             vo.close()
         continued[on] = count
     assert continued[True] > 1.3 * continued[False], continued
+    assert 0.5 < np.mean(with_stereo) < 1.0, with_stereo
 
 
 def test_klt_frames_track_between_extracted_pairs(kitti06):
-    """``vo.klt_frames: 1`` (off by default): on real KITTI 06 frames every other pair is
-    tracked by KLT alone, with no features, no stereo, no new landmark and no keyframe; the
-    trajectory stays within 0.15 m of the ground truth over 12 frames (the default: 0.02)."""
+    """``vo.klt_frames: 1`` (the default): on real KITTI 06 frames every other pair is
+    tracked by KLT alone, with no features, no stereo and no new landmark; such a pair may still
+    be a keyframe (its observations are projection factors; on KITTI's 2-3 degrees of parallax
+    a frame, all 6 here are); the trajectory stays within 0.15 m of the ground truth over 12
+    frames (measured: 0.026)."""
     from hndesc_ros.eval.trajectory import evaluate
     from hndesc_ros.vo.pipeline import StereoVO
     seq = KittiSequence(kitti06, count=12)
     vo = StereoVO(seq.calib, load_config(None, {'vo.klt_frames': 1}))
-    klt, poses, seen = 0, [], set()
+    klt, keyframes, poses, seen = 0, 0, [], set()
     try:
         for res in vo.run(seq.frame(i) for i in range(len(seq))):
             obs = vo.last_observations
@@ -181,14 +189,15 @@ def test_klt_frames_track_between_extracted_pairs(kitti06):
             poses.append(res.T_world_cam)
             if 'klt_tracking' in obs.timings:  # tracked without extraction
                 klt += 1
-                assert res.index % 2 == 1 and not res.keyframe
+                assert res.index % 2 == 1
+                keyframes += res.keyframe
                 assert np.isnan(obs.u_right).all() and seen.issuperset(obs.track_ids.tolist())
                 assert 'extract_left' not in obs.timings
             seen.update(obs.track_ids.tolist())
     finally:
         vo.finish()
         vo.close()
-    assert klt >= 4, klt
+    assert klt >= 4 and keyframes >= klt // 2, (klt, keyframes)
     assert evaluate(np.array(poses), seq.gt_relative(), 'se3')['ate_rmse_m'] < 0.15
 
 

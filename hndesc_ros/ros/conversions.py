@@ -32,9 +32,10 @@ from hndesc_ros.types import Observations, StereoCalib
 
 MATCH_FIELDS = (('track_id', 0, PointField.INT32), ('u', 4, PointField.FLOAT32),
                 ('v', 8, PointField.FLOAT32), ('u_right', 12, PointField.FLOAT32),
-                ('score', 16, PointField.FLOAT32))   # (name, offset, PointField datatype)
+                ('score', 16, PointField.FLOAT32),
+                ('noise', 20, PointField.FLOAT32))   # (name, offset, PointField datatype)
 MATCH_DTYPE = np.dtype([('track_id', '<i4'), ('u', '<f4'), ('v', '<f4'), ('u_right', '<f4'),
-                        ('score', '<f4')])
+                        ('score', '<f4'), ('noise', '<f4')])
 SUPPORTED_ENCODINGS = ('mono8', '8UC1', 'bgr8', 'rgb8', '8UC3')
 
 
@@ -137,15 +138,18 @@ def observations_to_array(obs: Observations) -> np.ndarray:
     """Observations -> structured array with MATCH_DTYPE."""
     arr = np.zeros(len(obs), MATCH_DTYPE)
     arr['track_id'], arr['u'], arr['v'] = obs.track_ids, obs.uv[:, 0], obs.uv[:, 1]
-    arr['u_right'], arr['score'] = obs.u_right, obs.scores
+    arr['u_right'], arr['score'], arr['noise'] = obs.u_right, obs.scores, obs.noise
     return arr
 
 
 def array_to_observations(arr: np.ndarray, stamp: float, index: int = 0) -> Observations:
-    """Structured array -> Observations."""
+    """Structured array -> Observations (a noise below 1 or NaN reads as 1)."""
+    noise = arr['noise'].astype(np.float32)
+    noise[~(noise >= 1.0)] = 1.0
     return Observations(stamp, index, arr['track_id'].astype(np.int64),
                         np.stack([arr['u'], arr['v']], 1).astype(np.float32),
-                        arr['u_right'].astype(np.float32), arr['score'].astype(np.float32))
+                        arr['u_right'].astype(np.float32), arr['score'].astype(np.float32),
+                        noise=noise)
 
 
 def _array_to_cloud(arr: np.ndarray, fields, header: Header) -> PointCloud2:

@@ -42,6 +42,7 @@ class Keyframe:
         restart: (M,) bool, start a new landmark for this id (PnP outlier, inconsistent with
             its landmark, or the frame was not tracked).
         tracked: the pose came from PnP (False: prediction after tracking loss).
+        noise: (M,) localisation noise in units of ``vo.pixel_sigma`` (None: all 1).
     """
 
     index: int
@@ -52,6 +53,7 @@ class Keyframe:
     stereo_ok: np.ndarray
     restart: np.ndarray
     tracked: bool
+    noise: Optional[np.ndarray] = None
 
 
 @dataclass
@@ -96,7 +98,8 @@ class Mapper:
         self.smoother = StereoSmoother(self.calib, c.window_size, c.pixel_sigma, c.huber_k,
                                        c.smoother_iterations)
         self.segment: Dict[int, int] = {}   # track id -> landmark id in the smoother
-        self.pending: Dict[int, List] = {}  # landmark id -> [(kf, ul, ur, v, world point)]
+        # landmark id -> [(kf, ul, ur, v, noise, world point)]; ur NaN, point None: no stereo
+        self.pending: Dict[int, List] = {}
         self.next_landmark = 0
         self.kf = -1
 
@@ -106,28 +109,38 @@ class Mapper:
         k, sm, c = self.kf, self.smoother, self.cfg
         world = transform_points(kf.T_world_cam,
                                  triangulate_stereo(kf.uv, kf.u_right, self.calib))
+        noise = np.ones(len(kf.track_ids)) if kf.noise is None else kf.noise
         new_lms, factors = {}, []
-        for i in np.nonzero(kf.stereo_ok)[0]:
-            t = int(kf.track_ids[i])
+        for i in range(len(kf.track_ids)):
+            t, stereo = int(kf.track_ids[i]), bool(kf.stereo_ok[i])
             lm = self.segment.get(t)
-            if lm is None or kf.restart[i] or (lm not in self.pending
-                                               and not sm.landmark_alive(lm)):
+            if not stereo:  # a projection factor, for a landmark that has begun with stereo
+                if lm is None or kf.restart[i] or (lm not in self.pending
+                                                   and not sm.landmark_alive(lm)):
+                    continue
+            elif lm is None or kf.restart[i] or (lm not in self.pending
+                                                 and not sm.landmark_alive(lm)):
                 lm = self.next_landmark
                 self.next_landmark += 1
                 self.segment[t] = lm
                 self.pending[lm] = []
-            row = (k, float(kf.uv[i, 0]), float(kf.u_right[i]), float(kf.uv[i, 1]))
+            row = (k, float(kf.uv[i, 0]), float(kf.u_right[i]) if stereo else np.nan,
+                   float(kf.uv[i, 1]), float(noise[i]))
             if lm in self.pending:
-                buf = [r for r in self.pending[lm] if sm.pose_alive(r[0])] + [row + (world[i],)]
+                buf = [r for r in self.pending[lm] if sm.pose_alive(r[0])]
+                buf.append(row + ((world[i] if stereo else None),))
+                stereo_rows = [r for r in buf if r[5] is not None]
                 cap = c.max_new_landmarks
-                if len(buf) >= c.min_track_length and (not cap or len(new_lms) < cap):
-                    new_lms[lm] = buf[0][4]
-                    factors += [(r[0], lm, r[1], r[2], r[3]) for r in buf]
+                if len(stereo_rows) >= c.min_track_length and (not cap or len(new_lms) < cap):
+                    new_lms[lm] = stereo_rows[0][5]
+                    factors += [(r[0], lm) + r[1:5] for r in buf]
                     del self.pending[lm]
-                else:
+                elif stereo_rows:
                     self.pending[lm] = buf
+                else:  # its stereo rows left the window: nothing to start it from
+                    del self.pending[lm]
             else:
-                factors.append((k, lm, row[1], row[2], row[3]))
+                factors.append((k, lm) + row[1:])
         # a keyframe without enough stereo factors (tracking loss, window restart) is tied to
         # its tracked / predicted pose by a loose prior so the system stays determinate
         prior = None if kf.tracked and len(factors) >= 3 * c.min_inliers else 0.5

@@ -90,36 +90,37 @@ class StereoOdometry:
 
     # ------------------------------------------------------------------ keyframes
     def _is_keyframe(self, T: np.ndarray, inlier_ids: np.ndarray, tracked: bool) -> bool:
-        """A keyframe when the view has changed enough since the last one (translation,
-        rotation, frames, or share of its landmarks still tracked) or too few landmarks are
-        tracked; never while the camera stands still with enough of them (a keyframe there
-        would add the same stereo measurements again, as if they were independent)."""
+        """A keyframe when the view has changed enough since the last one (parallax of the
+        tracked landmarks, translation, rotation, frames, or share of its landmarks still
+        tracked) or too few landmarks are tracked; never while the camera stands still with
+        enough of them (a keyframe there would add the same stereo measurements again, as if
+        they were independent)."""
         c = self.cfg
         if self.kf_T is None or not tracked or c.keyframe_min_translation <= 0:
             return True
         rel = inv(self.kf_T) @ T
-        if len(inlier_ids) >= c.keyframe_min_tracks and self._standing_still(rel, T, inlier_ids):
+        parallax = self._parallax_deg(rel, T, inlier_ids)
+        turn = rotation_angle(rel[:3, :3]) >= np.deg2rad(c.keyframe_min_rotation)
+        if (len(inlier_ids) >= c.keyframe_min_tracks and not turn and parallax is not None
+                and parallax < c.still_parallax):
             self.stationary += 1
             return False
         still = len(self.kf_ids.intersection(inlier_ids.tolist())) if self.kf_ids else 0
-        return (np.linalg.norm(rel[:3, 3]) >= c.keyframe_min_translation
-                or rotation_angle(rel[:3, :3]) >= np.deg2rad(c.keyframe_min_rotation)
+        return (turn or (parallax is not None and parallax >= c.keyframe_parallax_deg)
+                or np.linalg.norm(rel[:3, 3]) >= c.keyframe_min_translation
                 or self.frames - self.kf_frame >= c.keyframe_max_interval
                 or len(inlier_ids) < c.keyframe_min_tracks
                 or still < c.keyframe_track_ratio * len(self.kf_ids))
 
-    def _standing_still(self, rel: np.ndarray, T: np.ndarray, inlier_ids: np.ndarray) -> bool:
-        """True if the motion ``rel`` since the last keyframe is below ``vo.still_parallax``
-        (its translation seen from the median depth of the tracked landmarks) and turns less
-        than ``vo.keyframe_min_rotation``."""
-        c = self.cfg
-        if rotation_angle(rel[:3, :3]) >= np.deg2rad(c.keyframe_min_rotation):
-            return False
+    def _parallax_deg(self, rel: np.ndarray, T: np.ndarray,
+                      inlier_ids: np.ndarray) -> Optional[float]:
+        """The motion ``rel`` since the last keyframe seen from the median depth of the
+        tracked landmarks (degrees: translation / depth), or None without any."""
         pts = [self.points[t] for t in inlier_ids.tolist() if t in self.points]
         if not pts:
-            return False
+            return None
         depth = float(np.median(transform_points(inv(T), np.array(pts))[:, 2]))
-        return depth > 0 and np.degrees(np.linalg.norm(rel[:3, 3]) / depth) < c.still_parallax
+        return float(np.degrees(np.linalg.norm(rel[:3, 3]) / depth)) if depth > 0 else None
 
     def _stereo_consistent(self, obs: Observations, T: np.ndarray) -> np.ndarray:
         """(M,) bool: the landmark's known world point reprojects into this stereo observation
@@ -136,7 +137,8 @@ class StereoOdometry:
         v = c.fy * pc[:, 1] / z + c.cy
         err = np.maximum.reduce([np.abs(ul - obs.uv[idx, 0]), np.abs(ur - obs.u_right[idx]),
                                  np.abs(v - obs.uv[idx, 1])])
-        ok[idx] = (pc[:, 2] > 0) & ~(err > self.cfg.stereo_gate_px)  # NaN counts as consistent
+        gate = self.cfg.stereo_gate_px * obs.noise[idx]
+        ok[idx] = (pc[:, 2] > 0) & ~(err > gate)  # NaN counts as consistent
         return ok
 
     def _apply(self, updates: List[MapUpdate]) -> None:
@@ -202,14 +204,13 @@ class StereoOdometry:
             outlier[np.nonzero(known)[0]] = True
             outlier[inliers] = False
         t1 = time.perf_counter()
-        # a tracked frame without stereo (``vo.klt_frames``) starts no landmark: no keyframe
-        # (its view is still judged, so that standing still is counted)
-        keyframe = (self.mapper is not None and self._is_keyframe(T_new, ids[inliers], tracked)
-                    and (not tracked or bool(np.isfinite(obs.u_right).any())))
+        # a tracked frame without stereo (``vo.klt_frames``) starts no landmark, but its
+        # observations of the window's landmarks are projection factors: it may be a keyframe
+        keyframe = self.mapper is not None and self._is_keyframe(T_new, ids[inliers], tracked)
         if keyframe:
             restart = outlier | ~self._stereo_consistent(obs, T_new) | (not tracked)
             self._pending = Keyframe(obs.index, T_new, ids, obs.uv, obs.u_right, stereo_ok,
-                                     restart, tracked)
+                                     restart, tracked, obs.noise)
             self.kf_T, self.kf_frame = T_new, self.frames
             self.kf_ids = set(ids[inliers].tolist())
         self.motion.update(T_new, obs.stamp, tracked)

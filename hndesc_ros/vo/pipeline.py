@@ -22,8 +22,8 @@ import numpy as np
 from hndesc_ros.config import Config, frontend_features
 from hndesc_ros.errors import BackendUnavailable, ImageError
 from hndesc_ros.features.extractor import Extractor
-from hndesc_ros.features.stereo import (block_disparities, block_lookup, stereo_descriptors,
-                                        stereo_klt)
+from hndesc_ros.features.stereo import (BlockDisparities, block_disparities, block_lookup,
+                                        stereo_descriptors, stereo_klt)
 from hndesc_ros.features.image import check_image, normalise_light, suppress_noise, to_gray
 from hndesc_ros.types import Features, FrameResult, Observations, StereoCalib, StereoFrame
 from hndesc_ros.vo.mapper import MapUpdate
@@ -48,6 +48,8 @@ class PairFeatures:
             ``vo.klt_frames``, ``vo.klt_reobserve``), or None.
         pair: a frame left to KLT (``vo.klt_frames``; ``left`` is None): its (left, right)
             images, extracted if KLT cannot track it.
+        disparities: block stereo's disparity maps of the pair (``matching.stereo_method:
+            block``), for pixels other than the keypoints (landmarks re-observed by KLT).
     """
 
     left: Optional[Features]
@@ -57,6 +59,7 @@ class PairFeatures:
     timings: Dict[str, float] = field(default_factory=dict)
     image: Optional[np.ndarray] = None
     pair: Optional[Tuple[np.ndarray, Optional[np.ndarray]]] = None
+    disparities: Optional[BlockDisparities] = None
 
 
 def uses_static_frontend(cfg: Config) -> bool:
@@ -194,9 +197,11 @@ class StereoFrontend:
                  t0: float) -> PairFeatures:
         """Features of prepared (light-normalised) images; see :meth:`extract`."""
         if self.static is not None:
-            fl, u_right = self.static.stereo_features(to_gray(left), to_gray(right))
+            gray = to_gray(left)
+            fl, u_right = self.static.stereo_features(gray, to_gray(right))
             return PairFeatures(fl, None, None, u_right,
-                                {'static_frontend': (time.perf_counter() - t0) * 1e3})
+                                {'static_frontend': (time.perf_counter() - t0) * 1e3},
+                                gray if self._keep_image else None)
         method = self.stereo_method
         stereo = right is not None and not self.mono
         m = self.cfg.matching
@@ -215,8 +220,8 @@ class StereoFrontend:
         pf = PairFeatures(fl, sl, None, None, {'extract_left': (t1 - t0) * 1e3},
                           gray if self._keep_image else None)
         if stereo and method == 'block':
-            maps = right_job.result() if right_job else right_fn(right)
-            pf.u_right = block_lookup(maps, fl.keypoints, m)
+            pf.disparities = right_job.result() if right_job else right_fn(right)
+            pf.u_right = block_lookup(pf.disparities, fl.keypoints, m)
             pf.timings['stereo_matching'] = (time.perf_counter() - t1) * 1e3
         elif stereo and method == 'klt':  # the left keypoints tracked into the right image
             pf.u_right = stereo_klt(gray, to_gray(right), fl.keypoints, m)
@@ -269,7 +274,10 @@ class StereoFrontend:
         if self.mono:
             obs = self.tracker.track(pf.left, stamp, index)
         else:
-            obs = self.tracker.track(pf.left, u_right, stamp, index, pf.image)
+            maps, m = pf.disparities, self.cfg.matching
+            obs = self.tracker.track(pf.left, u_right, stamp, index, pf.image,
+                                     None if maps is None else
+                                     (lambda xy: block_lookup(maps, xy, m)))
         obs.timings.update(pf.timings)
         return obs
 

@@ -166,9 +166,10 @@ class StereoSmoother(_FixedLag):
         gtsam = _gtsam()
         self.calib = calib
         self.K = gtsam.Cal3_S2Stereo(calib.fx, calib.fy, 0.0, calib.cx, calib.cy, calib.baseline)
-        base = gtsam.noiseModel.Isotropic.Sigma(3, pixel_sigma)
-        self.noise = gtsam.noiseModel.Robust.Create(
-            gtsam.noiseModel.mEstimator.Huber.Create(huber_k), base)
+        self.K_mono = gtsam.Cal3_S2(calib.fx, calib.fy, 0.0, calib.cx, calib.cy)
+        self.pixel_sigma, self.huber_k = pixel_sigma, huber_k
+        # robust noise models by (dimension, sigma multiple)
+        self._noises: Dict[Tuple[int, float], object] = {}
         # As loose for every new keyframe pose as the landmark prior (1000 m, 1000 rad: no pull
         # at all): a keyframe whose landmarks all lose their Jacobian would otherwise leave an
         # indeterminate system and restart the window
@@ -184,8 +185,9 @@ class StereoSmoother(_FixedLag):
             k: keyframe number (strictly increasing).
             T_world_cam: 4x4 initial guess.
             new_landmarks: landmark id -> (3,) world point initial guess.
-            observations: (keyframe, landmark, u_left, u_right, v) rows; keyframes must be
-                alive, landmarks alive or new.
+            observations: (keyframe, landmark, u_left, u_right, v[, noise]) rows: noise
+                in units of the pixel sigma (rounded to a tenth; 1 if left out);
+                keyframes must be alive, landmarks alive or new.
             prior_sigma: add a pose prior with this sigma (first keyframe, re-initialisation).
         Returns:
             4x4 optimised T_world_cam of keyframe k.
@@ -201,13 +203,30 @@ class StereoSmoother(_FixedLag):
         graph.add(gtsam.PriorFactorPose3(self.X(k), pose, prior))
         self._new_landmarks(graph, values, new_landmarks)
         touched = {}
-        factor, point2, noise, K = gtsam.GenericStereoFactor3D, gtsam.StereoPoint2, self.noise, \
-            self.K
-        for kf, j, ul, ur, v in observations:
-            graph.add(factor(point2(ul, ur, v), noise, _X | kf, _L | j, K))
+        stereo, mono = gtsam.GenericStereoFactor3D, gtsam.GenericProjectionFactorCal3_S2
+        for kf, j, ul, ur, v, *noise in observations:
+            sigma = noise[0] if noise else 1.0
+            if ur == ur:  # finite: a stereo measurement
+                graph.add(stereo(gtsam.StereoPoint2(ul, ur, v), self._noise(3, sigma),
+                                 _X | kf, _L | j, self.K))
+            else:
+                graph.add(mono(gtsam.Point2(ul, v), self._noise(2, sigma), _X | kf, _L | j,
+                               self.K_mono))
             touched[j] = min(touched.get(j, kf), kf)
         self._update(k, graph, values, stamps, touched)
         return self.smoother.calculateEstimatePose3(self.X(k)).matrix()
+
+    def _noise(self, dim: int, multiple: float):
+        """The Huber-robust isotropic model of ``dim`` coordinates with ``multiple`` x the
+        pixel sigma (cached by tenths)."""
+        key = (dim, round(max(float(multiple), 1.0), 1))
+        model = self._noises.get(key)
+        if model is None:
+            gtsam = _gtsam()
+            model = self._noises[key] = gtsam.noiseModel.Robust.Create(
+                gtsam.noiseModel.mEstimator.Huber.Create(self.huber_k),
+                gtsam.noiseModel.Isotropic.Sigma(dim, key[1] * self.pixel_sigma))
+        return model
 
 
 class MonoSmoother(_FixedLag):
