@@ -99,13 +99,14 @@ class VOConfig:
     pnp_reprojection_px: float = 1.5
     pnp_iterations: int = 300
     min_inliers: int = 15              # below: tracking lost, re-initialise
-    pixel_sigma: float = 1.0           # stereo / mono projection factor noise (px)
+    pixel_sigma: float = 1.0           # projection factor noise (px) of the finest keypoints
     huber_k: float = 1.345             # robust kernel width (in sigmas)
     window_size: int = 8               # keyframes in the fixed-lag window
     keyframe_min_translation: float = 3.0  # m since the last keyframe; 0 = every frame
     keyframe_min_rotation: float = 5.0  # deg since the last keyframe
-    keyframe_parallax_deg: float = 2.0  # deg: a keyframe once the camera has moved this much
-    #                                    seen from the tracked landmarks' median depth
+    keyframe_parallax_deg: float = 2.0  # deg of parallax (at the median depth) per keyframe
+    #                                    (translation since the last keyframe over the
+    #                                    tracked landmarks' median depth)
     keyframe_max_interval: int = 4     # frames; a keyframe at least this often
     keyframe_track_ratio: float = 0.45  # keyframe when fewer of its tracked landmarks remain
     keyframe_min_tracks: int = 100     # keyframe when fewer PnP inliers
@@ -115,28 +116,28 @@ class VOConfig:
     pipelined: bool = True             # next pairs extracted while this one is tracked
     prefetch: int = 4                  # pairs read and extracted ahead of the tracker
     #                                    (vo.pipelined; one whole KLT cycle of a 20 Hz camera)
-    min_track_length: int = 3          # observations before a landmark enters the graph
-    stereo_gate_px: float = 3.0        # max reprojection error of a track's point (px)
+    min_track_length: int = 3          # stereo observations before a landmark enters the graph
+    stereo_gate_px: float = 3.0        # max reprojection error of a track's point (px, finest)
     smoother_iterations: int = 0       # extra iSAM2 relinearisation steps per keyframe
-    max_new_landmarks: int = 100       # cap on landmarks added per keyframe (0 = no cap)
+    max_new_landmarks: int = 100       # cap on landmarks entering the window a keyframe (0: none)
     search_radius_deg: float = 1.1954  # deg, local-map search window around the prediction
     #                                    (15 px at KITTI 00-02's 718.9 px focal length, the
     #                                    window in px before; 9.6 px at 458 px)
     refine_radius_deg: float = 0.3188  # deg, second search window at the PnP pose (4 px at
     #                                    718.9 px)
     map_max_age: int = 10              # frames a local-map landmark survives unseen
-    klt_frames: int = 1                # stereo: frames tracked by KLT alone (no features, no
-    #                                    new landmarks, no keyframe) between extracted ones;
-    #                                    0 = every pair extracted
+    klt_frames: int = 1                # stereo: frames tracked by KLT alone between extracted ones
+    #                                    (no features, stereo or new landmarks; a keyframe
+    #                                    gets projection factors); 0 = every pair extracted
     klt_rate_hz: float = 10.0          # the camera rate klt_frames is counted at: a pair is
     #                                    extracted once (klt_frames + 1) / klt_rate_hz s have
     #                                    passed (a 20 Hz camera: every 4th pair); 0 = count
     #                                    pairs whatever the rate
     klt_reobserve: bool = True         # landmarks seen in the last frame but not re-detected
     #                                    are followed into this one by KLT (no descriptor)
-    klt_max_landmarks: int = 600       # landmarks a frame follows by KLT at most (the most
-    #                                    observed first; with klt_reobserve, counting the
-    #                                    matched ones)
+    klt_max_landmarks: int = 600       # most landmarks KLT follows into a frame
+    #                                    (the most observed first; with klt_reobserve the
+    #                                    matched ones count too)
     mono_window: int = 10              # frames in the monocular fixed-lag bundle adjustment
     mono_min_parallax: float = 2.0     # deg between a mono track's first and last ray
     still_parallax: float = 0.02       # deg of parallax below which the camera stands still
@@ -200,6 +201,7 @@ _POSITIVE = {
     'vo.min_track_length', 'vo.stereo_gate_px',
     'vo.search_radius_deg', 'vo.refine_radius_deg', 'vo.map_max_age', 'vo.keyframe_max_interval',
     'matching.klt_window', 'vo.mono_window', 'vo.prefetch', 'vo.klt_max_landmarks',
+    'vo.keyframe_parallax_deg',
 }
 
 
@@ -280,6 +282,11 @@ def validate(cfg: Config) -> Config:
         raise ConfigError('vo.still_parallax: must be >= 0 (0: never standing still)')
     if cfg.features.contrast_threshold < 0:
         raise ConfigError('features.contrast_threshold: must be >= 0')
+    if cfg.vo.klt_max_landmarks < cfg.vo.min_inliers:
+        raise ConfigError('vo.klt_max_landmarks: must be >= vo.min_inliers (KLT could never '
+                          'track a frame)')
+    if cfg.vo.max_new_landmarks < 0:
+        raise ConfigError('vo.max_new_landmarks: must be >= 0 (0: no cap)')
     if cfg.vo.klt_frames < 0:
         raise ConfigError('vo.klt_frames: must be >= 0 (0: every pair extracted)')
     for key in ('search_radius_deg', 'refine_radius_deg'):

@@ -162,8 +162,8 @@ class Observations:
     noise: Optional[np.ndarray] = None
 
     def __post_init__(self):
-        if self.noise is None:
-            self.noise = np.ones(len(self.track_ids), np.float32)
+        self.noise = (np.ones(len(self.track_ids), np.float32) if self.noise is None
+                      else np.asarray(self.noise, np.float32))
         assert self.noise.shape == (len(self.track_ids),), self.noise.shape
 
     def __len__(self) -> int:

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 from builtin_interfaces.msg import Time
-from sensor_msgs.msg import CameraInfo, PointField
+from sensor_msgs.msg import CameraInfo, PointCloud2, PointField
 from std_msgs.msg import Header
 
 from hndesc_ros.errors import CalibrationError, ImageError, MessageError
@@ -140,3 +140,23 @@ def test_landmark_cloud_roundtrip_and_layout_check():
     assert cloud_to_landmarks(landmarks_to_cloud(ids[:0], pts[:0], Header()))[0].shape == (0,)
     with pytest.raises(MessageError, match='backend/landmarks'):
         cloud_to_landmarks(observations_to_cloud(_obs(), Header()))
+
+
+def test_cloud_of_the_layout_before_noise_still_reads():
+    """A ``features/matches`` recording from before the ``noise`` field (20 bytes a point)
+    reads with noise 1; any other layout is still a MessageError."""
+    from hndesc_ros.ros.conversions import LEGACY_MATCH_DTYPE
+    obs = _obs()
+    arr = np.zeros(len(obs), LEGACY_MATCH_DTYPE)
+    arr['track_id'], arr['u'], arr['v'] = obs.track_ids, obs.uv[:, 0], obs.uv[:, 1]
+    arr['u_right'], arr['score'] = obs.u_right, obs.scores
+    cloud = PointCloud2(height=1, width=len(arr), point_step=20, row_step=20 * len(arr),
+                        data=arr.tobytes(), is_dense=True)
+    cloud.fields = [PointField(name=n, offset=o, datatype=d, count=1)
+                    for n, o, d in MATCH_FIELDS[:-1]]
+    back = cloud_to_observations(cloud)
+    assert np.array_equal(back.track_ids, obs.track_ids) and (back.noise == 1).all()
+    assert np.array_equal(back.u_right, obs.u_right, equal_nan=True)
+    cloud.fields[2].name = 'w'
+    with pytest.raises(MessageError, match='field layout'):
+        cloud_to_observations(cloud)

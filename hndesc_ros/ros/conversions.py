@@ -1,14 +1,17 @@
 """Conversions between ROS 2 messages and the library's types (no cv_bridge: it breaks on
 numpy 2 from PyPI). Message layout of ``features/matches`` (sensor_msgs/PointCloud2), one point
-per tracked left keypoint, little endian, 20 bytes a point:
+per tracked left keypoint, little endian, 24 bytes a point:
 
     offset 0  track_id  INT32    persistent track id
     offset 4  u         FLOAT32  left image column (px)
     offset 8  v         FLOAT32  left image row (px)
     offset 12 u_right   FLOAT32  right image column (px), NaN when unmatched in the right image
     offset 16 score     FLOAT32  keypoint score
+    offset 20 noise     FLOAT32  localisation noise in units of vo.pixel_sigma (>= 1; from
+                                 the keypoint's size; below 1 or NaN reads as 1)
 
-The header is the left image's header (stamp and frame id).
+The 20-byte layout without ``noise`` (recordings before the eighth session) is still read,
+with noise 1. The header is the left image's header (stamp and frame id).
 
 Every message the nodes publish is assembled here, by pure functions (no node, no rclpy), so
 the nodes only subscribe, call the library and publish. Bad input raises the package's errors
@@ -36,6 +39,8 @@ MATCH_FIELDS = (('track_id', 0, PointField.INT32), ('u', 4, PointField.FLOAT32),
                 ('noise', 20, PointField.FLOAT32))   # (name, offset, PointField datatype)
 MATCH_DTYPE = np.dtype([('track_id', '<i4'), ('u', '<f4'), ('v', '<f4'), ('u_right', '<f4'),
                         ('score', '<f4'), ('noise', '<f4')])
+LEGACY_MATCH_DTYPE = np.dtype([('track_id', '<i4'), ('u', '<f4'), ('v', '<f4'),
+                               ('u_right', '<f4'), ('score', '<f4')])  # without noise
 SUPPORTED_ENCODINGS = ('mono8', '8UC1', 'bgr8', 'rgb8', '8UC3')
 
 
@@ -172,9 +177,23 @@ def _cloud_to_array(msg: PointCloud2, fields, dtype: np.dtype, topic: str) -> np
     return np.frombuffer(bytes(msg.data), dtype)
 
 
+def _match_array(msg: PointCloud2) -> np.ndarray:
+    """``features/matches`` -> MATCH_DTYPE array; the 20-byte layout without ``noise``
+    (before the eighth session) reads with noise 1; MessageError for any other layout."""
+    if len(msg.fields) == len(MATCH_FIELDS) - 1:
+        old = _cloud_to_array(msg, MATCH_FIELDS[:-1], LEGACY_MATCH_DTYPE, 'features/matches')
+        arr = np.zeros(len(old), MATCH_DTYPE)
+        for name in LEGACY_MATCH_DTYPE.names:
+            arr[name] = old[name]
+        arr['noise'] = 1.0
+        return arr
+    return _cloud_to_array(msg, MATCH_FIELDS, MATCH_DTYPE, 'features/matches')
+
+
 def check_match_layout(msg: PointCloud2) -> None:
-    """Raise MessageError unless a PointCloud2 has exactly the documented field layout."""
-    _cloud_to_array(msg, MATCH_FIELDS, MATCH_DTYPE, 'features/matches')
+    """Raise MessageError unless a PointCloud2 has the documented field layout (or the
+    20-byte one before ``noise``)."""
+    _match_array(msg)
 
 
 def observations_to_cloud(obs: Observations, header: Header) -> PointCloud2:
@@ -185,8 +204,8 @@ def observations_to_cloud(obs: Observations, header: Header) -> PointCloud2:
 def cloud_to_observations(msg: PointCloud2, index: int = 0) -> Observations:
     """``features/matches`` PointCloud2 -> Observations stamped with the header's stamp;
     MessageError when the layout is not the documented one."""
-    arr = _cloud_to_array(msg, MATCH_FIELDS, MATCH_DTYPE, 'features/matches')
-    return array_to_observations(arr, stamp_to_ns(msg.header.stamp) * 1e-9, index)
+    return array_to_observations(_match_array(msg), stamp_to_ns(msg.header.stamp) * 1e-9,
+                                 index)
 
 
 LANDMARK_FIELDS = (('track_id', 0, PointField.INT32), ('x', 4, PointField.FLOAT64),

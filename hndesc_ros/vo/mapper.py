@@ -115,6 +115,8 @@ class Mapper:
             t, stereo = int(kf.track_ids[i]), bool(kf.stereo_ok[i])
             lm = self.segment.get(t)
             if not stereo:  # a projection factor, for a landmark that has begun with stereo
+                if kf.restart[i]:  # an outlier: the track's next stereo row starts anew
+                    self.segment.pop(t, None)
                 if lm is None or kf.restart[i] or (lm not in self.pending
                                                    and not sm.landmark_alive(lm)):
                     continue

@@ -125,7 +125,7 @@ class StereoFrontend:
         # vo.klt_frames: frames tracked by KLT alone between two extracted ones (stereo, CPU path)
         self.klt_frames = (self.cfg.vo.klt_frames if not self.mono and self.static is None
                            else 0)
-        self._keep_image = self.klt_frames > 0 or self.cfg.vo.klt_reobserve
+        self._keep_image = not self.mono and (self.klt_frames > 0 or self.cfg.vo.klt_reobserve)
         # the extraction schedule: pairs since the last scheduled extraction (None: none
         # yet), its stamp, and the stamp of the last pair
         self._since_extracted: Optional[int] = None

@@ -6,8 +6,10 @@ keeps one more, which takes no new factors here) and marginalises everything old
 cost per pose is bounded whatever the sequence length.
 
 - :class:`StereoSmoother`: a prior on the first pose, ``GenericStereoFactor3D`` with
-  Huber-robust pixel noise for every stereo observation, optional pose priors
-  (re-initialisation after tracking loss).
+  Huber-robust pixel noise for every stereo observation and
+  ``GenericProjectionFactorCal3_S2`` for an observation without stereo (a KLT frame), each
+  with its keypoint's noise multiple, optional pose priors (re-initialisation after tracking
+  loss).
 - :class:`MonoSmoother`: ``GenericProjectionFactorCal3_S2`` for every observation of a
   landmark, the two-view motion from the last frame with observations as a loose
   ``BetweenFactorPose3``, and the step length as a ``RangeFactorPose3`` where it is known
@@ -153,7 +155,8 @@ class StereoSmoother(_FixedLag):
     Args:
         calib: rectified stereo calibration.
         window: keyframes kept in the window (the smoother lag, in keyframes).
-        pixel_sigma: stereo measurement noise (px) for u_left, u_right, v.
+        pixel_sigma: measurement noise (px) of u_left, u_right, v at the finest keypoints
+            (an observation's noise multiple scales it).
         huber_k: Huber threshold in sigmas.
         iterations: extra iSAM2 update steps per keyframe (relinearisation).
     """
@@ -177,7 +180,7 @@ class StereoSmoother(_FixedLag):
 
     def add_keyframe(self, k: int, T_world_cam: np.ndarray,
                      new_landmarks: Dict[int, np.ndarray],
-                     observations: Iterable[Tuple[int, int, float, float, float]],
+                     observations: Iterable[Tuple[float, ...]],
                      prior_sigma: Optional[float] = None) -> np.ndarray:
         """Insert keyframe k and optimise.
 
@@ -219,7 +222,8 @@ class StereoSmoother(_FixedLag):
     def _noise(self, dim: int, multiple: float):
         """The Huber-robust isotropic model of ``dim`` coordinates with ``multiple`` x the
         pixel sigma (cached by tenths)."""
-        key = (dim, round(max(float(multiple), 1.0), 1))
+        m = float(multiple)
+        key = (dim, round(m if m >= 1.0 else 1.0, 1))  # NaN or below 1: the pixel sigma
         model = self._noises.get(key)
         if model is None:
             gtsam = _gtsam()

@@ -390,8 +390,9 @@ class MapTracker:
     def _reobserve(self, image: np.ndarray, T_world_cam: np.ndarray, seen: np.ndarray,
                    budget: int) -> Tuple[np.ndarray, np.ndarray]:
         """Landmarks of the last frame not among ``seen`` (this frame's matches) followed by
-        KLT (:meth:`_follow`) and kept within ``vo.pnp_reprojection_px`` of their projection
-        at this frame's pose. Returns ((K,) ids, (K, 2) float32 pixels)."""
+        KLT (:meth:`_follow`, at most ``budget``) and kept within ``REOBSERVE_GATE`` x
+        ``vo.pnp_reprojection_px`` of their projection at this frame's pose. Returns ((K,)
+        ids, (K, 2) float32 pixels)."""
         rows, uv = self._follow(image, T_world_cam, seen, budget)
         if not len(rows):
             return np.zeros(0, np.int64), uv
@@ -406,19 +407,25 @@ class MapTracker:
         """A frame tracked without features (``vo.klt_frames``): the landmarks of the last
         frame are followed into the (H, W) uint8 left ``image`` by KLT (:meth:`_follow`, at the
         constant-velocity prediction) and the pose is solved from them (PnP from the
-        prediction, RANSAC if that explains too few). No landmark starts here and no right
-        image is used, so the Observations have no stereo.
+        prediction, RANSAC if that explains too few); when the prediction was off by more than
+        half the KLT window (a start after a stop), KLT follows once more from the solved pose.
+        No landmark starts here and no right image is used, so the Observations have no
+        stereo (the back end may still make the frame a keyframe).
 
         Returns:
             Observations of the PnP inliers, or None (nothing changed) when fewer than
-            ``vo.min_inliers``, or than ``MIN_TRACKED_SHARE`` of the last frame's landmarks, are
-            tracked: the caller then extracts the frame and calls :meth:`track`.
+            ``vo.min_inliers``, or than ``MIN_TRACKED_SHARE`` of the last frame's landmarks (at
+            most ``vo.klt_max_landmarks``), are tracked: the caller then extracts the frame
+            and calls :meth:`track`.
         """
         t0 = time.perf_counter()
         c = self.cfg
         if self.frames == 0 or self._last is None:
             return None
-        need = max(c.min_inliers, MIN_TRACKED_SHARE * self.last_observed)
+        # a share of what KLT may follow (the last frame's matched, new and re-observed
+        # landmarks can outnumber vo.klt_max_landmarks)
+        need = max(c.min_inliers,
+                   MIN_TRACKED_SHARE * min(self.last_observed, c.klt_max_landmarks))
         guess = self.motion.predict(stamp)
         for attempt in range(2):
             rows, uv = self._follow(image, guess)
@@ -430,7 +437,8 @@ class MapTracker:
             if T_cw is None or len(inl) < need:
                 return None
             # KLT started from the prediction's pixels; where the motion model was wrong (a
-            # start after a stop) by more than the KLT window, follow again from this pose
+            # start after a stop) by more than half the KLT window, follow again from this
+            # pose
             pts = self.map.points[rows]
             moved = np.linalg.norm(project(pts, T_cw, self.calib)
                                    - project(pts, inv(guess), self.calib), axis=1)
