@@ -109,38 +109,43 @@ class Mapper:
         k, sm, c = self.kf, self.smoother, self.cfg
         world = transform_points(kf.T_world_cam,
                                  triangulate_stereo(kf.uv, kf.u_right, self.calib))
-        noise = np.ones(len(kf.track_ids)) if kf.noise is None else kf.noise
+        noise = (np.ones(len(kf.track_ids)) if kf.noise is None else kf.noise).tolist()
+        # plain Python values: the loop below runs once per observation (hundreds a keyframe)
+        ids, stereo_ok, restart = (kf.track_ids.tolist(), kf.stereo_ok.tolist(),
+                                   kf.restart.tolist())
+        uv, u_right = kf.uv.tolist(), kf.u_right.tolist()
+        # a pose older than this has left the window; so has a landmark stamped no later
+        oldest = -1 if sm.latest is None else sm.latest - sm.window
+        stamps, pending, segment = sm.landmark_time, self.pending, self.segment
         new_lms, factors = {}, []
-        for i in range(len(kf.track_ids)):
-            t, stereo = int(kf.track_ids[i]), bool(kf.stereo_ok[i])
-            lm = self.segment.get(t)
+        for i, t in enumerate(ids):
+            stereo = stereo_ok[i]
+            lm = segment.get(t)
+            alive = lm is not None and (lm in pending or stamps.get(lm, oldest) > oldest)
             if not stereo:  # a projection factor, for a landmark that has begun with stereo
-                if kf.restart[i]:  # an outlier: the track's next stereo row starts anew
-                    self.segment.pop(t, None)
-                if lm is None or kf.restart[i] or (lm not in self.pending
-                                                   and not sm.landmark_alive(lm)):
+                if restart[i]:  # an outlier: the track's next stereo row starts anew
+                    segment.pop(t, None)
+                if restart[i] or not alive:
                     continue
-            elif lm is None or kf.restart[i] or (lm not in self.pending
-                                                 and not sm.landmark_alive(lm)):
+            elif restart[i] or not alive:
                 lm = self.next_landmark
                 self.next_landmark += 1
-                self.segment[t] = lm
-                self.pending[lm] = []
-            row = (k, float(kf.uv[i, 0]), float(kf.u_right[i]) if stereo else np.nan,
-                   float(kf.uv[i, 1]), float(noise[i]))
-            if lm in self.pending:
-                buf = [r for r in self.pending[lm] if sm.pose_alive(r[0])]
+                segment[t] = lm
+                pending[lm] = []
+            row = (k, uv[i][0], u_right[i] if stereo else np.nan, uv[i][1], noise[i])
+            if lm in pending:
+                buf = [r for r in pending[lm] if r[0] > oldest]
                 buf.append(row + ((world[i] if stereo else None),))
                 stereo_rows = [r for r in buf if r[5] is not None]
                 cap = c.max_new_landmarks
                 if len(stereo_rows) >= c.min_track_length and (not cap or len(new_lms) < cap):
                     new_lms[lm] = stereo_rows[0][5]
                     factors += [(r[0], lm) + r[1:5] for r in buf]
-                    del self.pending[lm]
+                    del pending[lm]
                 elif stereo_rows:
-                    self.pending[lm] = buf
+                    pending[lm] = buf
                 else:  # its stereo rows left the window: nothing to start it from
-                    del self.pending[lm]
+                    del pending[lm]
             else:
                 factors.append((k, lm) + row[1:])
         # a keyframe without enough stereo factors (tracking loss, window restart) is tied to
