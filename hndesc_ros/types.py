@@ -149,7 +149,8 @@ class Observations:
         timings: milliseconds per stage.
         noise: (M,) float32 each keypoint's localisation noise in units of
             ``vo.pixel_sigma`` (>= 1; 1 at the detector's finest scales, more for a coarse
-            one: see :func:`~hndesc_ros.vo.tracker.keypoint_noise`). None: all 1.
+            one: see :func:`~hndesc_ros.vo.tracker.keypoint_noise`). None: all 1; below 1
+            or NaN (e.g. a publisher's zeros) reads as 1.
     """
 
     stamp: float
@@ -162,8 +163,12 @@ class Observations:
     noise: Optional[np.ndarray] = None
 
     def __post_init__(self):
-        self.noise = (np.ones(len(self.track_ids), np.float32) if self.noise is None
-                      else np.asarray(self.noise, np.float32))
+        if self.noise is None:
+            self.noise = np.ones(len(self.track_ids), np.float32)
+        else:  # a copy: never more precise than the pixel sigma
+            noise = np.array(self.noise, np.float32)
+            noise[~(noise >= 1.0)] = 1.0
+            self.noise = noise
         assert self.noise.shape == (len(self.track_ids),), self.noise.shape
 
     def __len__(self) -> int:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Tuple
 
 import cv2
 import numpy as np
@@ -42,6 +43,23 @@ def check_image(image: np.ndarray, name: str = 'image') -> np.ndarray:
     if h < MIN_SIZE or w < MIN_SIZE:
         raise ImageError(f'{name}: {w}x{h} px is smaller than {MIN_SIZE} px')
     return np.ascontiguousarray(image)
+
+
+def budget_scale(width: int, height: int, pixels: int) -> float:
+    """Scale at which a ``width`` x ``height`` image has about ``pixels`` pixels, at most 1
+    (the pixel budgets of SIFT and of block matching)."""
+    return float(min(1.0, np.sqrt(pixels / float(width * height))))
+
+
+def resize_by(gray: np.ndarray, scale: float) -> Tuple[np.ndarray, np.ndarray]:
+    """``gray`` resized by ``scale`` (area averaging) and its (2,) x and y scales relative to
+    the input (exact: a size rounds to whole pixels); at scale 1 the input itself."""
+    if scale == 1.0:
+        return gray, np.ones(2)
+    h, w = gray.shape[:2]
+    size = (max(int(round(w * scale)), 1), max(int(round(h * scale)), 1))
+    return (cv2.resize(gray, size, interpolation=cv2.INTER_AREA),
+            np.array([size[0] / w, size[1] / h]))
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:

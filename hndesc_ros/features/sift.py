@@ -6,6 +6,7 @@ from typing import Optional, Tuple
 import cv2
 import numpy as np
 
+from hndesc_ros.features.image import budget_scale, resize_by
 from hndesc_ros.types import Features
 
 _BASE_SIGMA = 1.6
@@ -75,18 +76,12 @@ class Sift:
             if 0.25 * width * height >= self.min_pixels:
                 return 0.5
             budget = self.min_pixels
-        return float(min(1.0, np.sqrt(budget / (width * height))))
+        return budget_scale(width, height, budget)
 
     def _working_image(self, gray: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """The image SIFT runs on and its (2,) x and y scales relative to the input (exact:
         a size rounds to whole pixels)."""
-        h, w = gray.shape[:2]
-        scale = self.working_scale(w, h)
-        if scale == 1.0:
-            return gray, np.ones(2)
-        size = (max(int(round(w * scale)), 1), max(int(round(h * scale)), 1))
-        return (cv2.resize(gray, size, interpolation=cv2.INTER_AREA),
-                np.array([size[0] / w, size[1] / h]))
+        return resize_by(gray, self.working_scale(gray.shape[1], gray.shape[0]))
 
     @staticmethod
     def _to_input(kps: list, scale: np.ndarray) -> list:

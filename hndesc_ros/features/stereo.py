@@ -11,6 +11,7 @@ import numpy as np
 
 from hndesc_ros.config import MatchingConfig
 from hndesc_ros.features.extractor import to_network_pixels
+from hndesc_ros.features.image import budget_scale, resize_by
 from hndesc_ros.features.matching import match_stereo
 from hndesc_ros.types import Features
 
@@ -89,11 +90,6 @@ BLOCK_TEXTURE = 10
 BLOCK_LR_TOLERANCE = 1.0   # px at the working scale: left->right and right->left must agree
 
 
-def block_scale(width: int, height: int, pixels: int) -> float:
-    """Scale of the images block matching runs on: about ``pixels`` pixels, at most 1."""
-    return float(min(1.0, np.sqrt(pixels / float(width * height))))
-
-
 def _block_matcher(disparities: int, block: int):
     bm = cv2.StereoBM_create(numDisparities=disparities, blockSize=block)
     bm.setUniquenessRatio(BLOCK_UNIQUENESS)
@@ -143,12 +139,9 @@ def block_disparities(left: np.ndarray, right: np.ndarray,
     Returns:
         BlockDisparities, or None for images too small to match.
     """
-    h, w = left.shape[:2]
-    s = block_scale(w, h, cfg.stereo_pixels)
-    size = (max(int(round(w * s)), 1), max(int(round(h * s)), 1))
-    if s < 1.0:
-        left = cv2.resize(left, size, interpolation=cv2.INTER_AREA)
-        right = cv2.resize(right, size, interpolation=cv2.INTER_AREA)
+    s = budget_scale(left.shape[1], left.shape[0], cfg.stereo_pixels)
+    (left, scale), (right, _) = resize_by(left, s), resize_by(right, s)
+    size = (left.shape[1], left.shape[0])
     block = cfg.block_size
     disparities = 16 * int(np.ceil(cfg.stereo_range * size[0] / 16.0))
     if size[0] <= disparities + block or size[1] <= block:  # StereoBM needs more than a block
@@ -156,7 +149,7 @@ def block_disparities(left: np.ndarray, right: np.ndarray,
     d_left = _block_matcher(disparities, block).compute(left, right)
     d_right = _block_matcher(disparities, block).compute(
         np.ascontiguousarray(right[:, ::-1]), np.ascontiguousarray(left[:, ::-1]))[:, ::-1]
-    return BlockDisparities(d_left, d_right, np.array([size[0] / w, size[1] / h]))
+    return BlockDisparities(d_left, d_right, scale)
 
 
 def block_lookup(maps: Optional[BlockDisparities], xy: np.ndarray,

@@ -148,13 +148,11 @@ def observations_to_array(obs: Observations) -> np.ndarray:
 
 
 def array_to_observations(arr: np.ndarray, stamp: float, index: int = 0) -> Observations:
-    """Structured array -> Observations (a noise below 1 or NaN reads as 1)."""
-    noise = arr['noise'].astype(np.float32)
-    noise[~(noise >= 1.0)] = 1.0
+    """Structured array -> Observations (whose noise below 1 or NaN reads as 1)."""
     return Observations(stamp, index, arr['track_id'].astype(np.int64),
                         np.stack([arr['u'], arr['v']], 1).astype(np.float32),
                         arr['u_right'].astype(np.float32), arr['score'].astype(np.float32),
-                        noise=noise)
+                        noise=arr['noise'])
 
 
 def _array_to_cloud(arr: np.ndarray, fields, header: Header) -> PointCloud2:
