@@ -329,3 +329,27 @@ def test_keyframes_follow_parallax_not_frame_count():
         counts[step] = sum(r.keyframe for r in res)
     assert counts[1.0] == 13 and counts[0.05] == 1 + 12 // VOConfig().keyframe_max_interval, \
         counts
+
+
+def test_a_pair_without_stereo_is_a_keyframe_only_when_it_must_be():
+    """A KLT pair (no right u) at 1 m a frame past landmarks 8-40 m away: by parallax every
+    frame would be a keyframe; without stereo it is one only when the interval
+    (``vo.keyframe_max_interval``), a turn or weak tracking asks, so the window's places go
+    to pairs with stereo; with ``vo.klt_keyframes`` by parallax too. Exact, synthetic: every
+    odd frame has no stereo, as with ``vo.klt_frames: 1``; the even ones are keyframes by
+    parallax, so the interval never forces an odd one here."""
+    rng = np.random.default_rng(6)
+    pts = np.c_[rng.uniform(-15, 15, 900), rng.uniform(-3, 3, 900), rng.uniform(8, 40, 900)]
+    keyframes = {}
+    for klt_keyframes in (False, True):
+        odo = StereoOdometry(CALIB, VOConfig(async_mapping=False, klt_keyframes=klt_keyframes))
+        res = []
+        for k in range(13):
+            o = observe(pts, make_T(np.eye(3), [0, 0, 1.0 * k]), k)
+            if k % 2:
+                o = Observations(o.stamp, o.index, o.track_ids, o.uv,
+                                 np.full(len(o), np.nan), o.scores)
+            res.append(odo.process(o))
+        keyframes[klt_keyframes] = [r.index for r in res if r.keyframe]
+    assert keyframes[True] == list(range(13))
+    assert keyframes[False] == list(range(0, 13, 2)), keyframes
