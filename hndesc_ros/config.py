@@ -108,10 +108,10 @@ class VOConfig:
     #                                    (translation since the last keyframe over the
     #                                    tracked landmarks' median depth)
     keyframe_max_interval: int = 4     # frames; a keyframe at least this often
-    klt_keyframes: bool = False        # a KLT pair (no stereo) may be a keyframe by parallax or
-    #                                    translation too; False: only by the interval, a turn
-    #                                    or weak tracking (its few projection factors cost
-    #                                    accuracy and shorten the window in time)
+    klt_keyframes: bool = False        # true: a KLT pair may be a keyframe by parallax too
+    #                                    (false: only by the interval, a turn or weak
+    #                                    tracking; its few projection factors cost accuracy
+    #                                    and shorten the window in time)
     keyframe_track_ratio: float = 0.45  # keyframe when fewer of its tracked landmarks remain
     keyframe_min_tracks: int = 100     # keyframe when fewer PnP inliers
     smoother: bool = True              # False: tracking only (no GTSAM mapping)

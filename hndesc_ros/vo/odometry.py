@@ -209,8 +209,9 @@ class StereoOdometry:
             outlier[np.nonzero(known)[0]] = True
             outlier[inliers] = False
         t1 = time.perf_counter()
-        # a tracked frame without stereo (``vo.klt_frames``) starts no landmark, but its
-        # observations of the window's landmarks are projection factors: it may be a keyframe
+        # a tracked frame without stereo (``vo.klt_frames``) starts no landmark; when it is a
+        # keyframe (interval, turn, weak tracking; vo.klt_keyframes: parallax too) its
+        # observations of the window's landmarks are projection factors
         keyframe = self.mapper is not None and self._is_keyframe(
             T_new, ids[inliers], tracked, bool(np.isfinite(obs.u_right).any()))
         if keyframe:
