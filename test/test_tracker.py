@@ -186,7 +186,7 @@ def test_klt_follows_at_most_its_budget_the_most_observed_first():
     tr.map.add(ids, pts[idx], feats.descriptors, 0)
     tr.map.observed[:] = rng.permutation(len(ids)) + 1
     tr._last = (image, ids, feats.keypoints.astype(np.float32))
-    rows, uv = tr._follow(image, np.eye(4))
+    rows, uv, _ = tr._follow(image, np.eye(4))
     assert len(rows) == 50
     assert set(rows.tolist()) == set(np.argsort(-tr.map.observed)[:50].tolist())
     assert np.abs(uv - feats.keypoints[rows]).max() < 0.1

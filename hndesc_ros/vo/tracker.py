@@ -355,13 +355,15 @@ class MapTracker:
 
     def _follow(self, image: np.ndarray, T_world_cam: np.ndarray,
                 skip: Optional[np.ndarray] = None,
-                budget: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
+                budget: Optional[int] = None
+                ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Landmarks observed in the last frame (except ``skip``) followed from their last
         pixel into ``image`` by KLT (:func:`~hndesc_ros.features.stereo.klt_forward_backward`,
         within 0.5 px back), started at their projection at ``T_world_cam``; at most
         ``budget`` of them (default ``vo.klt_max_landmarks``), the most observed first.
-        Returns ((K,) map rows, (K, 2) float32 pixels inside the image)."""
-        empty = np.zeros(0, np.int64), np.zeros((0, 2), np.float32)
+        Returns ((K,) map rows, (K, 2) float32 pixels inside the image, (K, 2) their
+        projection at ``T_world_cam``)."""
+        empty = np.zeros(0, np.int64), np.zeros((0, 2), np.float32), np.zeros((0, 2))
         if self._last is None:
             return empty
         prev_image, prev_ids, prev_uv = self._last
@@ -380,12 +382,13 @@ class MapTracker:
             rows, cand_idx = rows[best], cand_idx[best]
         if not len(rows):
             return empty
-        pred = project(self.map.points[rows], T_cw, self.calib).astype(np.float32)
-        p1, ok = klt_forward_backward(prev_image, image, prev_uv[cand_idx], pred,
-                                      self.mcfg.klt_window, max_back_px=0.5)
+        pred = project(self.map.points[rows], T_cw, self.calib)
+        p1, ok = klt_forward_backward(prev_image, image, prev_uv[cand_idx],
+                                      pred.astype(np.float32), self.mcfg.klt_window,
+                                      max_back_px=0.5)
         h, w = image.shape[:2]
         ok &= (p1[:, 0] >= 0) & (p1[:, 0] < w) & (p1[:, 1] >= 0) & (p1[:, 1] < h)
-        return rows[ok], p1[ok]
+        return rows[ok], p1[ok], pred[ok]
 
     def _reobserve(self, image: np.ndarray, T_world_cam: np.ndarray, seen: np.ndarray,
                    budget: int) -> Tuple[np.ndarray, np.ndarray]:
@@ -393,10 +396,9 @@ class MapTracker:
         KLT (:meth:`_follow`, at most ``budget``) and kept within ``REOBSERVE_GATE`` x
         ``vo.pnp_reprojection_px`` of their projection at this frame's pose. Returns ((K,)
         ids, (K, 2) float32 pixels)."""
-        rows, uv = self._follow(image, T_world_cam, seen, budget)
+        rows, uv, pred = self._follow(image, T_world_cam, seen, budget)
         if not len(rows):
             return np.zeros(0, np.int64), uv
-        pred = project(self.map.points[rows], inv(T_world_cam), self.calib)
         ok = (np.linalg.norm(uv - pred, axis=1)
               < REOBSERVE_GATE * self.cfg.pnp_reprojection_px)
         self.map.seen(rows[ok], self.frames)
@@ -428,7 +430,7 @@ class MapTracker:
                    MIN_TRACKED_SHARE * min(self.last_observed, c.klt_max_landmarks))
         guess = self.motion.predict(stamp)
         for attempt in range(2):
-            rows, uv = self._follow(image, guess)
+            rows, uv, pred = self._follow(image, guess)
             if len(rows) < need:
                 return None
             T_cw, inl = pnp_from_prediction(self.map.points[rows], uv, self.calib, inv(guess),
@@ -439,9 +441,8 @@ class MapTracker:
             # KLT started from the prediction's pixels; where the motion model was wrong (a
             # start after a stop) by more than half the KLT window, follow again from this
             # pose
-            pts = self.map.points[rows]
-            moved = np.linalg.norm(project(pts, T_cw, self.calib)
-                                   - project(pts, inv(guess), self.calib), axis=1)
+            moved = np.linalg.norm(project(self.map.points[rows], T_cw, self.calib) - pred,
+                                   axis=1)
             if attempt or np.median(moved) <= self.mcfg.klt_window / 2:
                 break
             guess = inv(T_cw)
