@@ -129,6 +129,7 @@ class VOConfig:
     #                                    window in px before; 9.6 px at 458 px)
     refine_radius_deg: float = 0.3188  # deg, second search window at the PnP pose (4 px at
     #                                    718.9 px)
+    refine_landmarks: bool = True      # every kept observation refines its landmark's point
     map_max_age: int = 10              # frames a local-map landmark survives unseen
     klt_frames: int = 1                # stereo: frames tracked by KLT alone between extracted ones
     #                                    (no features, stereo or new landmarks; a keyframe

@@ -4,8 +4,9 @@ known)."""
 import numpy as np
 
 from hndesc_ros.config import MatchingConfig, VOConfig
-from hndesc_ros.se3 import make_T
+from hndesc_ros.se3 import inv, make_T
 from hndesc_ros.types import Features, StereoCalib
+from hndesc_ros.vo.geometry import project
 from hndesc_ros.vo.tracker import (LocalMap, MapTracker, TemporalTracker, match_in_windows,
                                    observation_stats)
 
@@ -191,3 +192,38 @@ def test_klt_follows_at_most_its_budget_the_most_observed_first():
     assert set(rows.tolist()) == set(np.argsort(-tr.map.observed)[:50].tolist())
     assert np.abs(uv - feats.keypoints[rows]).max() < 0.1
     assert len(tr._follow(image, np.eye(4), budget=10)[0]) == 10
+
+
+def test_a_landmark_klt_lost_in_the_last_frame_is_followed_from_the_one_before():
+    """A landmark that the last frame missed (a KLT pair lost it) is followed into this frame
+    from the frame before, and its point is refined by that observation; one seen in the last
+    frame is followed from there only. A textured synthetic image shifted by a known 3 px
+    (synthetic: the answer must be known)."""
+    import cv2
+    rng = np.random.default_rng(9)
+    image = cv2.GaussianBlur(rng.integers(0, 255, (370, 1200), np.uint8), (0, 0), 2.0)
+    moved = np.roll(image, 3, axis=1)    # the scene 3 px to the right
+    pts, desc = world(200, 4)
+    tr = MapTracker(CALIB, MatchingConfig(), VOConfig())
+    T = make_T(np.eye(3), [-3 * 20.0 / CALIB.fx, 0, 0])  # ... as the camera sees it
+    f, _, idx = view(pts, desc, np.eye(4))
+    inner = (f.keypoints[:, 0] > 40) & (f.keypoints[:, 0] < 1160)
+    f, idx = f.keypoints[inner].astype(np.float32), idx[inner]
+    pts = pts.copy()
+    pts[idx] *= 20.0 / pts[idx, 2:3]     # every landmark at 20 m: 3 px of motion for all
+    ids = np.arange(len(idx), dtype=np.int64)
+    tr.map.add(ids, pts[idx], desc[idx], 0)
+    half = len(ids) // 2
+    tr._older = (image, ids, f)                      # all seen in the frame before
+    tr._last = (image, ids[:half], f[:half])         # the last frame lost the second half
+    tr.map.points[half:] *= 1.005                    # ... whose points are 10 cm too far
+    proj_before = project(tr.map.points, inv(T), CALIB)
+    got, uv = tr._reobserve(moved, T, np.zeros(0, np.int64), 1000)
+    assert set(got.tolist()) == set(ids.tolist())
+    assert np.abs(uv - (f[got] + [3.0, 0.0])).max() < 0.2
+    # each observation refined its point: the far ones now project closer to where KLT saw
+    # them
+    truth = f[half:] + [3.0, 0.0]
+    after = project(tr.map.points[half:], inv(T), CALIB)
+    assert (np.linalg.norm(after - truth, axis=1).mean()
+            < 0.5 * np.linalg.norm(proj_before[half:] - truth, axis=1).mean())

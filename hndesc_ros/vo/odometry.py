@@ -25,6 +25,7 @@ from hndesc_ros.vo.geometry import (ConstantVelocity, essential_motion, pnp_from
                                     epipolar_distance_deg, ray_parallax_deg,
                                     rotation_parallax, stereo_depth_ok,
                                     triangulate_stereo, triangulate_track)
+from hndesc_ros.vo.landmarks import with_disparity_change
 from hndesc_ros.vo.mapper import Keyframe, MapUpdate, make_mapper
 from hndesc_ros.vo.rectification import DisparityOffset, two_view_offset
 
@@ -287,14 +288,26 @@ class StereoOdometry:
             self.mapper.submit(keyframe)
         if self._offset_job is not None:
             job, self._offset_job = self._offset_job, None
+            before = self.offset.value
             try:
                 self._estimate_offset(*job)
             except Exception as exc:  # optional: a failure leaves the offset as it was
                 LOG.warning('disparity offset estimate failed (%s); keeping %.3f px',
                             describe(exc), self.offset.value)
+            if self.offset.value != before and self.points:
+                self._move_points(self.offset.value - before)
         if self.mapper is not None:
             self._apply(self.mapper.poll())
         return (time.perf_counter() - t0) * 1e3
+
+    def _move_points(self, change: float) -> None:
+        """The PnP points after the disparity offset grew by ``change`` px: each moved along
+        its ray from the latest camera to the depth its disparity there gives with the new
+        offset (:func:`~hndesc_ros.vo.landmarks.with_disparity_change`)."""
+        ids = list(self.points)
+        moved = with_disparity_change(np.array([self.points[t] for t in ids]), self.motion.T,
+                                      change, self.calib)
+        self.points = dict(zip(ids, moved))
 
     def finish(self) -> None:
         """Wait for the mapper to finish the submitted keyframes (end of a run)."""

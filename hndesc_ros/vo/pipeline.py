@@ -313,7 +313,7 @@ class StereoFrontend:
             px: removed from every right u (px); None: unchanged. Ignored in mono.
         """
         if px is not None and not self.mono:
-            self.tracker.disparity_offset = float(px)
+            self.tracker.set_disparity_offset(float(px))
 
 
 class StereoVO:

@@ -1,0 +1,96 @@
+"""A landmark's world point refined by every observation that tracking keeps.
+
+A landmark starts from one stereo triangulation, whose depth error grows with the square of
+the depth. Projected into a frame that moved forward, that error moves the pixel by about
+``(u - cx) * t * d_disparity / (f * b)`` (independent of the depth): on KITTI 06 a step of
+1.2 m and a disparity error of half a pixel put a point at the image edge 1 px from where it
+is seen, two steps 2 px: outside the 1.5 px PnP gate, so young landmarks near the edges were
+dropped after one or two frames. Each observation the tracker keeps (its pose solved) now
+refines the point by one Gauss-Newton step in information form (an EKF update with the pose
+taken as known), so that a landmark's position improves with every frame that sees it, as
+it would in a bundle adjustment, at the cost of a 3x3 solve per observation.
+"""
+from __future__ import annotations
+
+from typing import Tuple
+
+import numpy as np
+
+from hndesc_ros.se3 import inv, transform_points
+from hndesc_ros.types import StereoCalib
+
+
+def projection_jacobian(pc: np.ndarray, calib: StereoCalib) -> np.ndarray:
+    """(K, 3, 3) derivatives of (u_left, v, u_right) with respect to the camera point.
+
+    Args:
+        pc: (K, 3) points in the camera frame (z > 0).
+    """
+    x, y, z = pc[:, 0], pc[:, 1], pc[:, 2]
+    fx, fy, b = calib.fx, calib.fy, calib.baseline
+    J = np.zeros((len(pc), 3, 3))
+    J[:, 0, 0] = fx / z
+    J[:, 0, 2] = -fx * x / z ** 2
+    J[:, 1, 1] = fy / z
+    J[:, 1, 2] = -fy * y / z ** 2
+    J[:, 2, 0] = fx / z
+    J[:, 2, 2] = -fx * (x - b) / z ** 2
+    return J
+
+
+def stereo_information(points: np.ndarray, T_world_cam: np.ndarray, sigma: np.ndarray,
+                       calib: StereoCalib) -> np.ndarray:
+    """(K, 3, 3) information (inverse covariance, world frame, 1/m^2) of points triangulated
+    from one stereo observation each, with pixel noise ``sigma`` (K,) on u_left, v, u_right."""
+    T_cw = inv(T_world_cam)
+    H = projection_jacobian(transform_points(T_cw, points), calib) @ T_cw[:3, :3]
+    return np.einsum('kji,kjl->kil', H, H) / (np.asarray(sigma, float) ** 2)[:, None, None]
+
+
+def fuse(points: np.ndarray, info: np.ndarray, T_world_cam: np.ndarray, uv: np.ndarray,
+         u_right: np.ndarray, sigma: np.ndarray, calib: StereoCalib
+         ) -> Tuple[np.ndarray, np.ndarray]:
+    """One observation of each of K landmarks in a frame of known pose -> refined points.
+
+    Args:
+        points: (K, 3) world points; info: (K, 3, 3) their information.
+        T_world_cam: 4x4 pose of the frame.
+        uv: (K, 2) left pixels; u_right: (K,) right u (NaN: no stereo, a 2-D observation).
+        sigma: (K,) pixel noise of each observation.
+    Returns:
+        ((K, 3) points, (K, 3, 3) information); a point behind the camera is left as it was.
+    """
+    T_cw = inv(T_world_cam)
+    pc = transform_points(T_cw, points)
+    front = pc[:, 2] > 1e-6
+    z = np.where(front, pc[:, 2], 1.0)
+    pred = np.c_[calib.fx * pc[:, 0] / z + calib.cx, calib.fy * pc[:, 1] / z + calib.cy,
+                 calib.fx * (pc[:, 0] - calib.baseline) / z + calib.cx]
+    meas = np.c_[uv.astype(float), np.asarray(u_right, float)]
+    stereo = np.isfinite(meas[:, 2])
+    r = np.where(np.isfinite(meas), meas - pred, 0.0)
+    H = projection_jacobian(np.c_[pc[:, :2], z], calib) @ T_cw[:3, :3]
+    H[~stereo, 2, :] = 0.0   # no right u: only u_left and v inform the point
+    w = 1.0 / np.asarray(sigma, float) ** 2
+    new_info = info + np.einsum('kji,kjl->kil', H, H) * w[:, None, None]
+    step = np.linalg.solve(new_info, (np.einsum('kji,kj->ki', H, r) * w[:, None])[..., None])
+    out_p, out_i = points.copy(), info.copy()
+    out_p[front] = points[front] + step[front, :, 0]
+    out_i[front] = new_info[front]
+    return out_p, out_i
+
+
+def with_disparity_change(points: np.ndarray, T_world_cam: np.ndarray, change: float,
+                          calib: StereoCalib) -> np.ndarray:
+    """(K, 3) world points moved along their rays from the camera at ``T_world_cam`` to the
+    depth that their disparity there, plus ``change`` px, gives: the points that stereo with a
+    disparity offset ``change`` px larger would have triangulated. A point behind the camera,
+    or whose disparity would not stay positive, stays where it is."""
+    pc = transform_points(inv(T_world_cam), points)
+    fb = calib.fx * calib.baseline
+    z = pc[:, 2]
+    ok = z > 0
+    d = fb / np.where(ok, z, 1.0) + change
+    ok &= d > 0
+    scale = np.where(ok, fb / np.where(ok, d, 1.0) / np.where(ok, z, 1.0), 1.0)
+    return transform_points(T_world_cam, pc * scale[:, None])
