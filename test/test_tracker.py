@@ -227,3 +227,46 @@ def test_a_landmark_klt_lost_in_the_last_frame_is_followed_from_the_one_before()
     after = project(tr.map.points[half:], inv(T), CALIB)
     assert (np.linalg.norm(after - truth, axis=1).mean()
             < 0.5 * np.linalg.norm(proj_before[half:] - truth, axis=1).mean())
+
+
+def test_klt_follows_through_a_change_of_gain():
+    """A frame 1.8 times as bright (auto-exposure, flicker) as the one its landmarks were seen
+    in: KLT compares the earlier image at the new one's mean level (``match_gain``) and
+    follows them; an image within 5 % of the level is used as it is. A textured synthetic
+    image (synthetic: the answer must be known)."""
+    import cv2
+    from hndesc_ros.vo.tracker import match_gain
+    rng = np.random.default_rng(10)
+    image = cv2.GaussianBlur(rng.integers(30, 120, (370, 1200), np.uint8), (0, 0), 2.0)
+    bright = cv2.convertScaleAbs(image, alpha=1.8)
+    assert match_gain(image, image) is image
+    assert abs(float(match_gain(image, bright).mean()) - float(bright.mean())) < 1.0
+    pts, desc = world(300, 5)
+    tr = MapTracker(CALIB, MatchingConfig(), VOConfig())
+    feats, _, idx = view(pts, desc, np.eye(4))
+    ids = np.arange(len(feats), dtype=np.int64)
+    tr.map.add(ids, pts[idx], feats.descriptors, 0)
+    tr._last = (image, ids, feats.keypoints.astype(np.float32))
+    rows, uv, _ = tr._follow(bright, np.eye(4))
+    assert len(rows) > 0.95 * len(ids)
+    assert np.abs(uv - feats.keypoints[rows]).max() < 0.1
+
+
+def test_a_standing_camera_does_not_refine_its_landmarks_again():
+    """Frames that repeat the same view (a car at a red light) add no information to the
+    landmarks' points: each would otherwise count the same measurement as new. The camera
+    moving again refines them (synthetic: the views must be exact)."""
+    pts, desc = world(300, 6)
+    tr = MapTracker(CALIB, MatchingConfig(), VOConfig())
+    for k in range(2):
+        f, ur, _ = view(pts, desc, make_T(np.eye(3), [0, 0, 0.8 * k]))
+        tr.track(f, ur, 0.1 * k, k)
+    info = tr.map.info.copy()
+    for k in range(2, 6):   # standing at the second frame's pose
+        f, ur, _ = view(pts, desc, make_T(np.eye(3), [0, 0, 0.8]))
+        tr.track(f, ur, 0.1 * k, k)
+    assert np.array_equal(tr.map.info[:len(info)], info)
+    f, ur, _ = view(pts, desc, make_T(np.eye(3), [0, 0, 1.6]))
+    tr.track(f, ur, 0.6, 6)
+    grown = np.linalg.det(tr.map.info[:len(info)]) > np.linalg.det(info) * 1.01
+    assert grown.mean() > 0.5

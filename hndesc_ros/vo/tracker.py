@@ -67,6 +67,16 @@ def keypoint_noise(sizes: np.ndarray) -> np.ndarray:
     return np.maximum(1.0, sizes / np.float32(FINE_SIZES * finest)).astype(np.float32)
 
 
+def match_gain(image: np.ndarray, reference: np.ndarray, tolerance: float = 0.05) -> np.ndarray:
+    """(H, W) uint8 ``image`` with its levels scaled to the mean of ``reference`` when the two
+    differ by more than ``tolerance`` (a change of the camera's gain between two frames:
+    auto-exposure, flicker), so that KLT's brightness constancy holds; else ``image`` itself."""
+    mean, ref = float(image.mean()), float(reference.mean())
+    if mean <= 1.0 or abs(ref / mean - 1.0) <= tolerance:
+        return image
+    return cv2.convertScaleAbs(image, alpha=ref / mean)
+
+
 class LocalMap:
     """Landmarks the tracker matches against (struct of arrays, M rows).
 
@@ -199,6 +209,7 @@ class MapTracker:
         self.disparity_offset = 0.0  # px, the back end's (with its refined landmarks)
         self._last = None     # (image, ids, (K, 2) pixels) of the last frame (for KLT)
         self._older = None    # ... and of the frame before it
+        self._refined = None  # (frame, T_world_cam) of the latest frame that refined points
         self.last_observed = 0  # landmarks the last frame observed
 
     def apply_map_update(self, ids: np.ndarray, points: np.ndarray) -> int:
@@ -380,11 +391,26 @@ class MapTracker:
         without the offset (None: no stereo) and noise multiples (None: 1)."""
         if not self.cfg.refine_landmarks or not len(rows):
             return
+        if (self._refined is not None and self._refined[0] != self.frames
+                and self._standing(T_world_cam, rows)):
+            return
+        self._refined = (self.frames, T_world_cam)
         k = len(rows)
         ur = np.full(k, np.nan) if u_right is None else u_right
         sigma = self.cfg.pixel_sigma * (np.ones(k) if noise is None else noise)
         self.map.points[rows], self.map.info[rows] = fuse(
             self.map.points[rows], self.map.info[rows], T_world_cam, uv, ur, sigma, self.calib)
+
+    def _standing(self, T_world_cam: np.ndarray, rows: np.ndarray) -> bool:
+        """Whether the camera at ``T_world_cam`` stands where the last refining frame stood:
+        moved less than ``vo.still_parallax`` degrees seen from the median depth of map
+        ``rows``. Its observations then repeat that frame's instead of adding to them (a car
+        at a red light would otherwise make its landmarks' points ever more certain of the
+        same measurement)."""
+        T_prev = self._refined[1]
+        depth = np.median(transform_points(inv(T_world_cam), self.map.points[rows])[:, 2])
+        moved = np.linalg.norm(T_world_cam[:3, 3] - T_prev[:3, 3])
+        return depth > 0 and np.degrees(moved / depth) < self.cfg.still_parallax
 
     def _end_frame(self) -> None:
         """Forget the landmarks unseen for ``vo.map_max_age`` frames; count the frame."""
@@ -422,7 +448,7 @@ class MapTracker:
         if not len(rows):
             return empty
         pred = project(self.map.points[rows], T_cw, self.calib)
-        p1, ok = klt_forward_backward(prev_image, image, prev_uv[cand_idx],
+        p1, ok = klt_forward_backward(match_gain(prev_image, image), image, prev_uv[cand_idx],
                                       pred.astype(np.float32), self.mcfg.klt_window,
                                       max_back_px=0.5)
         h, w = image.shape[:2]
