@@ -138,8 +138,8 @@ class VOConfig:
     #                                    extracted once (klt_frames + 1) / klt_rate_hz s have
     #                                    passed (a 20 Hz camera: every 4th pair); 0 = count
     #                                    pairs whatever the rate
-    klt_reobserve: bool = True         # landmarks seen in the last frame but not re-detected
-    #                                    are followed into this one by KLT (no descriptor)
+    klt_reobserve: bool = True         # landmarks seen in the last two frames but not
+    #                                    re-detected are followed into this one by KLT
     klt_max_landmarks: int = 600       # most landmarks KLT follows into a frame
     #                                    (the most observed first; with klt_reobserve the
     #                                    matched ones count too)

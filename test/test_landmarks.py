@@ -36,7 +36,7 @@ def test_jacobian_matches_finite_differences():
         assert np.allclose(J[:, :, k], num, rtol=1e-5, atol=1e-6)
 
 
-def test_stereo_information_grows_with_the_square_of_the_disparity():
+def test_stereo_depth_uncertainty_grows_with_the_square_of_the_depth():
     """A point twice as far has a depth four times as uncertain along the optical axis."""
     info = stereo_information(np.array([[0.0, 0.0, 10.0], [0.0, 0.0, 20.0]]), np.eye(4),
                               np.ones(2), CALIB)
@@ -111,3 +111,19 @@ def test_the_map_follows_a_new_disparity_offset():
     assert tr.disparity_offset == 0.8
     tr.set_disparity_offset(0.0)   # and back
     assert np.allclose(transform_points(inv(T), tr.map.points)[0], point_cam[0])
+
+
+def test_a_wrong_right_u_is_left_out_and_the_left_pixel_still_counts():
+    """A stereo mismatch 20 px off (far beyond the gate of 3 sigmas) would pull a young point
+    halfway to a wrong depth; gated, the observation counts as a 2-D one (exact synthetic
+    data)."""
+    truth = np.array([[3.0, -1.0, 20.0]])
+    info = stereo_information(truth, np.eye(4), np.ones(1), CALIB)
+    T = make_T(np.eye(3), [0.0, 0.0, 1.0])
+    uv, ur = observe(truth, T)
+    ungated, _ = fuse(truth, info, T, uv, ur - 20.0, np.ones(1), CALIB)
+    gated, gated_info = fuse(truth, info, T, uv, ur - 20.0, np.ones(1), CALIB, 3.0)
+    mono, mono_info = fuse(truth, info, T, uv, np.full(1, np.nan), np.ones(1), CALIB)
+    assert np.linalg.norm(ungated - truth) > 1.0
+    assert np.allclose(gated, mono) and np.allclose(gated_info, mono_info)
+    assert np.linalg.norm(gated - truth) < 1e-6

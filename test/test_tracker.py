@@ -218,7 +218,8 @@ def test_a_landmark_klt_lost_in_the_last_frame_is_followed_from_the_one_before()
     tr._last = (image, ids[:half], f[:half])         # the last frame lost the second half
     tr.map.points[half:] *= 1.005                    # ... whose points are 10 cm too far
     proj_before = project(tr.map.points, inv(T), CALIB)
-    got, uv = tr._reobserve(moved, T, np.zeros(0, np.int64), 1000)
+    got, uv, ur = tr._reobserve(moved, T, np.zeros(0, np.int64), 1000)
+    assert np.isnan(ur).all()                        # no stereo_at: no right u
     assert set(got.tolist()) == set(ids.tolist())
     assert np.abs(uv - (f[got] + [3.0, 0.0])).max() < 0.2
     # each observation refined its point: the far ones now project closer to where KLT saw

@@ -25,6 +25,9 @@ def projection_jacobian(pc: np.ndarray, calib: StereoCalib) -> np.ndarray:
 
     Args:
         pc: (K, 3) points in the camera frame (z > 0).
+        calib: rectified stereo calibration.
+    Returns:
+        (K, 3, 3) rows d(u_left), d(v), d(u_right) by columns dx, dy, dz (px / m).
     """
     x, y, z = pc[:, 0], pc[:, 1], pc[:, 2]
     fx, fy, b = calib.fx, calib.fy, calib.baseline
@@ -40,23 +43,37 @@ def projection_jacobian(pc: np.ndarray, calib: StereoCalib) -> np.ndarray:
 
 def stereo_information(points: np.ndarray, T_world_cam: np.ndarray, sigma: np.ndarray,
                        calib: StereoCalib) -> np.ndarray:
-    """(K, 3, 3) information (inverse covariance, world frame, 1/m^2) of points triangulated
-    from one stereo observation each, with pixel noise ``sigma`` (K,) on u_left, v, u_right."""
+    """Information of points triangulated from one stereo observation each.
+
+    Args:
+        points: (K, 3) world points.
+        T_world_cam: 4x4 pose of the frame that observed them.
+        sigma: (K,) pixel noise on u_left, v and u_right.
+        calib: rectified stereo calibration.
+    Returns:
+        (K, 3, 3) information (inverse covariance, world frame, 1 / m^2).
+    """
     T_cw = inv(T_world_cam)
     H = projection_jacobian(transform_points(T_cw, points), calib) @ T_cw[:3, :3]
     return np.einsum('kji,kjl->kil', H, H) / (np.asarray(sigma, float) ** 2)[:, None, None]
 
 
 def fuse(points: np.ndarray, info: np.ndarray, T_world_cam: np.ndarray, uv: np.ndarray,
-         u_right: np.ndarray, sigma: np.ndarray, calib: StereoCalib
-         ) -> Tuple[np.ndarray, np.ndarray]:
+         u_right: np.ndarray, sigma: np.ndarray, calib: StereoCalib,
+         stereo_gate: float = np.inf) -> Tuple[np.ndarray, np.ndarray]:
     """One observation of each of K landmarks in a frame of known pose -> refined points.
 
     Args:
-        points: (K, 3) world points; info: (K, 3, 3) their information.
+        points: (K, 3) world points.
+        info: (K, 3, 3) their information (positive definite).
         T_world_cam: 4x4 pose of the frame.
-        uv: (K, 2) left pixels; u_right: (K,) right u (NaN: no stereo, a 2-D observation).
+        uv: (K, 2) left pixels.
+        u_right: (K,) right u (NaN: no stereo, a 2-D observation).
         sigma: (K,) pixel noise of each observation.
+        calib: rectified stereo calibration.
+        stereo_gate: a right u farther than this many ``sigma`` from the point's prediction
+            is left out (a wrong stereo match would pull a young point halfway to it); the
+            left pixel still counts.
     Returns:
         ((K, 3) points, (K, 3, 3) information); a point behind the camera is left as it was.
     """
@@ -64,28 +81,44 @@ def fuse(points: np.ndarray, info: np.ndarray, T_world_cam: np.ndarray, uv: np.n
     pc = transform_points(T_cw, points)
     front = pc[:, 2] > 1e-6
     z = np.where(front, pc[:, 2], 1.0)
+    sigma = np.asarray(sigma, float)
     pred = np.c_[calib.fx * pc[:, 0] / z + calib.cx, calib.fy * pc[:, 1] / z + calib.cy,
                  calib.fx * (pc[:, 0] - calib.baseline) / z + calib.cx]
     meas = np.c_[uv.astype(float), np.asarray(u_right, float)]
-    stereo = np.isfinite(meas[:, 2])
     r = np.where(np.isfinite(meas), meas - pred, 0.0)
+    stereo = np.isfinite(meas[:, 2]) & (np.abs(r[:, 2]) <= stereo_gate * sigma)
+    r[~stereo, 2] = 0.0
     H = projection_jacobian(np.c_[pc[:, :2], z], calib) @ T_cw[:3, :3]
-    H[~stereo, 2, :] = 0.0   # no right u: only u_left and v inform the point
-    w = 1.0 / np.asarray(sigma, float) ** 2
+    H[~stereo, 2, :] = 0.0   # no (usable) right u: only u_left and v inform the point
+    w = 1.0 / sigma ** 2
     new_info = info + np.einsum('kji,kjl->kil', H, H) * w[:, None, None]
-    step = np.linalg.solve(new_info, (np.einsum('kji,kj->ki', H, r) * w[:, None])[..., None])
+    # a ridge of 1e-9 / m^2 (a kilometre's uncertainty) keeps every solve defined
+    step = np.linalg.solve(new_info + 1e-9 * np.eye(3),
+                           (np.einsum('kji,kj->ki', H, r) * w[:, None])[..., None])
+    ok = front & np.isfinite(step[:, :, 0]).all(axis=1)
     out_p, out_i = points.copy(), info.copy()
-    out_p[front] = points[front] + step[front, :, 0]
-    out_i[front] = new_info[front]
+    out_p[ok] = points[ok] + step[ok, :, 0]
+    out_i[ok] = new_info[ok]
     return out_p, out_i
 
 
 def with_disparity_change(points: np.ndarray, T_world_cam: np.ndarray, change: float,
                           calib: StereoCalib) -> np.ndarray:
-    """(K, 3) world points moved along their rays from the camera at ``T_world_cam`` to the
-    depth that their disparity there, plus ``change`` px, gives: the points that stereo with a
-    disparity offset ``change`` px larger would have triangulated. A point behind the camera,
-    or whose disparity would not stay positive, stays where it is."""
+    """Points moved as a disparity offset ``change`` px larger would have triangulated them.
+
+    Each moves along its ray from the camera at ``T_world_cam`` to the depth its disparity
+    there, plus ``change``, gives. An approximation for a point first triangulated from
+    farther away (its depth error grew with that depth, not with this one's). A point behind
+    the camera, or whose disparity would not stay positive, stays where it is.
+
+    Args:
+        points: (K, 3) world points.
+        T_world_cam: 4x4 pose of the latest camera.
+        change: px added to every disparity.
+        calib: rectified stereo calibration.
+    Returns:
+        (K, 3) world points.
+    """
     pc = transform_points(inv(T_world_cam), points)
     fb = calib.fx * calib.baseline
     z = pc[:, 2]

@@ -286,6 +286,7 @@ class StereoOdometry:
         keyframe, self._pending = self._pending, None  # submitted once, even if it fails
         if self.mapper is not None and keyframe is not None:
             self.mapper.submit(keyframe)
+        before = None
         if self._offset_job is not None:
             job, self._offset_job = self._offset_job, None
             before = self.offset.value
@@ -294,16 +295,19 @@ class StereoOdometry:
             except Exception as exc:  # optional: a failure leaves the offset as it was
                 LOG.warning('disparity offset estimate failed (%s); keeping %.3f px',
                             describe(exc), self.offset.value)
-            if self.offset.value != before and self.points:
-                self._move_points(self.offset.value - before)
         if self.mapper is not None:
             self._apply(self.mapper.poll())
+        if before is not None and self.offset.value != before:
+            # after the mapper's points (made with the offset before), as the front end does
+            self._move_points(self.offset.value - before)
         return (time.perf_counter() - t0) * 1e3
 
     def _move_points(self, change: float) -> None:
         """The PnP points after the disparity offset grew by ``change`` px: each moved along
         its ray from the latest camera to the depth its disparity there gives with the new
         offset (:func:`~hndesc_ros.vo.landmarks.with_disparity_change`)."""
+        if not self.points:
+            return
         ids = list(self.points)
         moved = with_disparity_change(np.array([self.points[t] for t in ids]), self.motion.T,
                                       change, self.calib)
