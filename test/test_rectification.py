@@ -104,14 +104,11 @@ def test_an_offset_within_its_noise_stays_at_the_initial_value():
     errors of the random-effects fusion (the pairs of a correct rig scatter around 0)."""
     est = DisparityOffset()
     for v in [0.15, -0.05, 0.12, 0.02, 0.09, 0.07]:
-        est.add(v, 20.0)                  # sigma 0.3 px each, with the 0.2 px floor of tau
+        est.add(v, 20.0)                  # sigma 0.22 px each, with the 0.1 px floor of tau
     assert est.value == 0.0               # the median, 0.08 px, is within the noise
     for _ in range(40):
-        est.add(0.08, 100.0)              # sigma 0.22 px each: the fused one 0.033 px
-    assert est.value == 0.0               # 2.4 standard errors: still within the noise
-    for _ in range(60):
-        est.add(0.15, 100.0)              # 106 pairs: their median, 0.15 px, is 7 errors
-    assert abs(est.value - 0.15) < 1e-9
+        est.add(0.08, 100.0)              # sigma 0.14 px each: the fused one 0.022 px
+    assert abs(est.value - 0.08) < 1e-9
     held = DisparityOffset(initial=0.5)   # the same holds around a given initial value
     for v in [0.55, 0.45, 0.6, 0.5]:
         held.add(v, 100.0)
@@ -175,9 +172,8 @@ def _drive(offset, estimate, frames=40, n=400, seed=3, forward=1.2):
 
 def test_the_back_end_removes_an_offset():
     """0.4 px of offset stretches a drive; the estimate finds it and most of the stretch goes
-    (measured: +2.85 % without the estimate, +1.54 % with it, offset 0.36 px: the first frames
-    run before the estimate is 3.5 standard errors from 0; +1.25 % before the tenth session's
-    0.2 px floor of the between-pair spread). Ratios are taken against the same drive without
+    (measured: +2.85 % without the estimate, +1.25 % with it, offset 0.36 px: the first frames
+    run before the estimate has its 3 pairs). Ratios are taken against the same drive without
     offset and without the estimate (0.995: this plain frame-to-frame PnP without the smoother
     has its own small bias)."""
     _, base = _drive(0.0, estimate=False)
@@ -185,7 +181,7 @@ def test_the_back_end_removes_an_offset():
     value, ratio = _drive(0.4, estimate=True)
     assert stretched - base > 0.02                # the bias the estimate must remove
     assert abs(value - 0.4) < 0.1
-    assert abs(ratio - base) < 0.6 * (stretched - base)
+    assert abs(ratio - base) < 0.5 * (stretched - base)
     value, ratio = _drive(0.0, estimate=True)     # a good rig stays a good rig
     assert abs(value) < 0.1 and abs(ratio - base) < 0.003
 

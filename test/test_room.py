@@ -58,12 +58,10 @@ def test_a_slow_rig_with_a_disparity_offset_finds_it(tmp_path):
     """A 4 s walk through the room with its right images moved 0.5 px (a rectification that
     shifts every disparity by 0.5 px). The camera moves 2-5 cm a frame against a 0.11 m
     baseline, so the offset's pairs reach a few frames back (with only the last frame to pair
-    with, the estimate stayed at 0). The room's pairs scatter by about 0.5 px (-1.1 to +1.7
-    px, each claiming 0.2-0.5), so 19 pairs place the offset only roughly: measured, it moves
-    at the 4th pair and ends at 0.24 px (the tenth session; 0.46 px with the landmarks'
-    points unrefined, the same 8.5-8.7 mm ATE; 0.43 px in the ninth session, 0.48 before
-    it). Over the 200-frame walk the estimate made the ATE 9.6 mm (ninth session) against
-    22.6 without it (ORB-SLAM3: 25.3)."""
+    with, the estimate stayed at 0). Measured: it moves at the third pair, 0.43 px at 80 frames
+    (before the ninth session's random-effects fusion: after about 50 frames, 0.48 px). Over
+    the 200-frame walk the estimate makes the ATE 9.6 mm (8.3 before) against 22.6 without it
+    (ORB-SLAM3: 25.3)."""
     from hndesc_ros.datasets.variants import write_variant
     walk = write_room(tmp_path / 'walk', shared_textures(shared_path('images').parent),
                       frames=80)
@@ -71,7 +69,7 @@ def test_a_slow_rig_with_a_disparity_offset_finds_it(tmp_path):
                                           right_shift=0.5))
     m = run_sequence(shifted, load_config())['metrics']
     assert m['frames_tracked'] == 80
-    assert 0.15 < m['disparity_offset_px'] < 0.75, m['disparity_offset_px']
+    assert 0.25 < m['disparity_offset_px'] < 0.75, m['disparity_offset_px']
 
 
 def test_the_room_refuses_what_it_cannot_render(tmp_path):

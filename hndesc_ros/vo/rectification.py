@@ -191,22 +191,16 @@ class DisparityOffset:
     pairs' scatter says little about it) and is at least ``min_tau`` squared.
 
     The value stays at ``initial`` until ``min_pairs`` pairs have entered and the fused value
-    differs from ``initial`` by ``min_z`` standard errors; from then on it follows the fused value
-    (a rig shown to have an offset stays corrected where a later scene says less; the price: early
-    pairs sharing a scene effect, while the between-pair spread is still the floor, would move a
-    correct rig for good, to the fused value). The floor is 0.2 px and the spread is estimated from
-    6 pairs on (the tenth session; 0.1 px and 8 before): once the tracker refined its landmarks'
-    points and kept them longer, consecutive pairs shared more of their landmarks, a 40-frame
-    render of the room (truth 0) gave pairs of -0.96, -1.08 and -1.53 px at its 4th-6th and moved
-    to -0.62 px at its 7th, and a copy of KITTI 06 with a 3 s stop leant +0.12 px over 22 pairs
-    (moved at the 23rd). Replayed over 16 logged runs, the new values move no correct rig (06 and
-    its six copies, three renders of the room) and every real offset (01 and four copies 0.58-0.89
-    px at pairs 5-7, the room moved 0.3 and 0.5 px at pairs 4-5). A fixed-effect fusion (the
-    information alone, 2 standard errors) called 0.08-0.12 px on the light-changed copies of 06
-    significant, which moved those runs' scale by a few tenths of a per cent (ATE 0.07-0.10 m
-    against 0.04); the random-effects error keeps them below 2 standard errors. Pairs less certain
-    than ``max_pair_sigma`` or beyond ``max_px`` are left out, and the value is bounded by
-    ``max_px``.
+    differs from ``initial`` by ``min_z`` standard errors; from then on it follows the fused
+    value (a rig shown to have an offset stays corrected where a later scene says less; the
+    price: three early pairs sharing a scene effect of about 0.3 px, while the between-pair
+    spread is still the floor, would move a correct rig for good, to the fused value). A
+    fixed-effect fusion (the information alone, 2 standard errors) called 0.08-0.12 px on the
+    light-changed copies of 06 significant, which moved those runs' scale by a few tenths of a
+    per cent (ATE 0.07-0.10 m against 0.04); the random-effects error keeps them below 2
+    standard errors, while 0.3-0.5 px shifts of the right image and 01's 0.8 px reach 3.5
+    within 3-5 pairs. Pairs less certain than ``max_pair_sigma`` or beyond ``max_px`` are left
+    out, and the value is bounded by ``max_px``.
 
     Attributes:
         value: the offset to remove from measured right u (px).
@@ -216,7 +210,7 @@ class DisparityOffset:
 
     def __init__(self, initial: float = 0.0, min_pairs: int = 3,
                  max_px: float = MAX_DISPARITY_OFFSET_PX, max_pair_sigma: float = 0.5,
-                 min_z: float = 3.5, min_tau: float = 0.2, tau_pairs: int = 6):
+                 min_z: float = 3.5, min_tau: float = 0.1, tau_pairs: int = 8):
         self.estimates: list = []
         self.infos: list = []
         self.min_pairs, self.max_px, self.max_pair_sigma = min_pairs, max_px, max_pair_sigma
