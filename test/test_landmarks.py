@@ -6,7 +6,8 @@ import numpy as np
 from hndesc_ros.config import MatchingConfig, VOConfig
 from hndesc_ros.se3 import inv, make_T, transform_points
 from hndesc_ros.types import StereoCalib
-from hndesc_ros.vo.landmarks import fuse, projection_jacobian, stereo_information
+from hndesc_ros.vo.geometry import stereo_projection
+from hndesc_ros.vo.landmarks import fuse, stereo_information
 from hndesc_ros.vo.tracker import MapTracker
 
 CALIB = StereoCalib(700.0, 700.0, 600.0, 180.0, 0.54, 1200, 370)
@@ -25,7 +26,7 @@ def observe(points, T_world_cam, noise=0.0, seed=0):
 
 def test_jacobian_matches_finite_differences():
     pc = np.array([[2.0, -1.0, 15.0], [-6.0, 0.5, 40.0]])
-    J = projection_jacobian(pc, CALIB)
+    J = stereo_projection(pc, CALIB)[1]
     eps = 1e-6
     for k in range(3):
         d = np.zeros(3)

@@ -25,6 +25,27 @@ def triangulate_stereo(uv_left: np.ndarray, u_right: np.ndarray,
     return np.stack([x, y, z], 1)
 
 
+def stereo_projection(pc: np.ndarray, calib: StereoCalib) -> Tuple[np.ndarray, np.ndarray]:
+    """Rectified stereo projection of camera points and its derivative.
+
+    Args:
+        pc: (N, 3) points in the left camera's frame (z clamped at 1e-6).
+        calib: rectified stereo calibration.
+    Returns:
+        ((N, 3) predicted (u_left, v, u_right), (N, 3, 3) their derivatives by the point's x,
+        y, z in px / m).
+    """
+    c = calib
+    x, y, z = pc[:, 0], pc[:, 1], np.maximum(pc[:, 2], 1e-6)
+    fx, fy, b = c.fx, c.fy, c.baseline
+    pred = np.stack([fx * x / z + c.cx, fy * y / z + c.cy, fx * (x - b) / z + c.cx], 1)
+    J = np.zeros((len(pc), 3, 3))
+    J[:, 0, 0], J[:, 0, 2] = fx / z, -fx * x / z ** 2
+    J[:, 1, 1], J[:, 1, 2] = fy / z, -fy * y / z ** 2
+    J[:, 2, 0], J[:, 2, 2] = fx / z, -fx * (x - b) / z ** 2
+    return pred, J
+
+
 def project(points: np.ndarray, T_cam_world: np.ndarray, calib: StereoCalib) -> np.ndarray:
     """(N, 3) world points -> (N, 2) pixels in the camera at T_cam_world."""
     pc = transform_points(T_cam_world, points)

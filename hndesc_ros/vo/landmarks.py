@@ -18,27 +18,7 @@ import numpy as np
 
 from hndesc_ros.se3 import inv, transform_points
 from hndesc_ros.types import StereoCalib
-
-
-def projection_jacobian(pc: np.ndarray, calib: StereoCalib) -> np.ndarray:
-    """(K, 3, 3) derivatives of (u_left, v, u_right) with respect to the camera point.
-
-    Args:
-        pc: (K, 3) points in the camera frame (z > 0).
-        calib: rectified stereo calibration.
-    Returns:
-        (K, 3, 3) rows d(u_left), d(v), d(u_right) by columns dx, dy, dz (px / m).
-    """
-    x, y, z = pc[:, 0], pc[:, 1], pc[:, 2]
-    fx, fy, b = calib.fx, calib.fy, calib.baseline
-    J = np.zeros((len(pc), 3, 3))
-    J[:, 0, 0] = fx / z
-    J[:, 0, 2] = -fx * x / z ** 2
-    J[:, 1, 1] = fy / z
-    J[:, 1, 2] = -fy * y / z ** 2
-    J[:, 2, 0] = fx / z
-    J[:, 2, 2] = -fx * (x - b) / z ** 2
-    return J
+from hndesc_ros.vo.geometry import stereo_projection
 
 
 def stereo_information(points: np.ndarray, T_world_cam: np.ndarray, sigma: np.ndarray,
@@ -54,7 +34,7 @@ def stereo_information(points: np.ndarray, T_world_cam: np.ndarray, sigma: np.nd
         (K, 3, 3) information (inverse covariance, world frame, 1 / m^2).
     """
     T_cw = inv(T_world_cam)
-    H = projection_jacobian(transform_points(T_cw, points), calib) @ T_cw[:3, :3]
+    H = stereo_projection(transform_points(T_cw, points), calib)[1] @ T_cw[:3, :3]
     return np.einsum('kji,kjl->kil', H, H) / (np.asarray(sigma, float) ** 2)[:, None, None]
 
 
@@ -82,13 +62,12 @@ def fuse(points: np.ndarray, info: np.ndarray, T_world_cam: np.ndarray, uv: np.n
     front = pc[:, 2] > 1e-6
     z = np.where(front, pc[:, 2], 1.0)
     sigma = np.asarray(sigma, float)
-    pred = np.c_[calib.fx * pc[:, 0] / z + calib.cx, calib.fy * pc[:, 1] / z + calib.cy,
-                 calib.fx * (pc[:, 0] - calib.baseline) / z + calib.cx]
+    pred, J = stereo_projection(np.c_[pc[:, :2], z], calib)
     meas = np.c_[uv.astype(float), np.asarray(u_right, float)]
     r = np.where(np.isfinite(meas), meas - pred, 0.0)
     stereo = np.isfinite(meas[:, 2]) & (np.abs(r[:, 2]) <= stereo_gate * sigma)
     r[~stereo, 2] = 0.0
-    H = projection_jacobian(np.c_[pc[:, :2], z], calib) @ T_cw[:3, :3]
+    H = J @ T_cw[:3, :3]
     H[~stereo, 2, :] = 0.0   # no (usable) right u: only u_left and v inform the point
     w = 1.0 / sigma ** 2
     new_info = info + np.einsum('kji,kjl->kil', H, H) * w[:, None, None]
@@ -125,5 +104,6 @@ def with_disparity_change(points: np.ndarray, T_world_cam: np.ndarray, change: f
     ok = z > 0
     d = fb / np.where(ok, z, 1.0) + change
     ok &= d > 0
-    scale = np.where(ok, fb / np.where(ok, d, 1.0) / np.where(ok, z, 1.0), 1.0)
+    scale = np.ones(len(pc))
+    scale[ok] = fb / d[ok] / z[ok]
     return transform_points(T_world_cam, pc * scale[:, None])

@@ -24,19 +24,7 @@ import numpy as np
 
 from hndesc_ros.se3 import make_T, transform_points
 from hndesc_ros.types import MAX_DISPARITY_OFFSET_PX, StereoCalib
-from hndesc_ros.vo.geometry import triangulate_stereo
-
-
-def _project(pc: np.ndarray, c: StereoCalib) -> Tuple[np.ndarray, np.ndarray]:
-    """(N, 3) camera points -> (N, 3) predicted (u_left, v, u_right) and (N, 3, 3) d/d(point)."""
-    x, y, z = pc[:, 0], pc[:, 1], np.maximum(pc[:, 2], 1e-6)
-    fx, fy, b = c.fx, c.fy, c.baseline
-    pred = np.stack([fx * x / z + c.cx, fy * y / z + c.cy, fx * (x - b) / z + c.cx], 1)
-    J = np.zeros((len(pc), 3, 3))
-    J[:, 0, 0], J[:, 0, 2] = fx / z, -fx * x / z ** 2
-    J[:, 1, 1], J[:, 1, 2] = fy / z, -fy * y / z ** 2
-    J[:, 2, 0], J[:, 2, 2] = fx / z, -fx * (x - b) / z ** 2
-    return pred, J
+from hndesc_ros.vo.geometry import stereo_projection, triangulate_stereo
 
 
 def two_view_offset(uv0: np.ndarray, ur0: np.ndarray, uv1: np.ndarray, ur1: np.ndarray,
@@ -104,9 +92,9 @@ def _bundle(uv0: np.ndarray, ur0: np.ndarray, uv1: np.ndarray, ur1: np.ndarray,
     def residuals(X, T, offset):
         """(n, 3) residuals in frame 0 and 1 (u_right of frame 1 zero where not measured),
         their d/d(point) (n, 3, 3) each, and (n, 3) the points in frame 1."""
-        pred0, J0 = _project(X, c)
+        pred0, J0 = stereo_projection(X, c)
         p1 = transform_points(T, X)
-        pred1, J1p = _project(p1, c)
+        pred1, J1p = stereo_projection(p1, c)
         r0, r1 = pred0 - meas0, pred1 - meas1
         r0[:, 2] += offset
         r1[:, 2] = (r1[:, 2] + offset) * has_r1
