@@ -135,6 +135,26 @@ def test_pairs_that_disagree_beyond_their_information_do_not_move_it():
     assert 0.4 < moved.value < 0.9
 
 
+def test_once_moved_it_follows_the_latest_pairs():
+    """A scene whose offset drifts (KITTI 01: 0.6 px in its first half, 1.2 in its second):
+    once moved, the value is the fusion of the latest pairs (at least ``window``), not of all
+    of them; recent pairs that know little reach further back (a third of all the weight)."""
+    drift = DisparityOffset()
+    for v in [0.6, 0.62, 0.58] * 4 + [1.2, 1.22, 1.18] * 4:
+        drift.add(v, 100.0)
+    assert abs(drift.value - 1.2) < 1e-9          # the latest 8 pairs (all pairs: 0.6 or 1.2)
+    everything = DisparityOffset(window=0)
+    for v in [0.6, 0.62, 0.58] * 4 + [1.2, 1.22, 1.18] * 3:
+        everything.add(v, 100.0)
+    assert everything.value == 0.62              # the weighted median of all 21
+    weak = DisparityOffset()
+    for v in [0.4, 0.42, 0.38] * 4:
+        weak.add(v, 100.0)                        # sigma 0.1 px each
+    for v in [0.0, 0.05, -0.05, 0.1] * 2:
+        weak.add(v, 4.0)                          # sigma 0.5 px each
+    assert abs(weak.value - 0.4) < 0.03           # the 8 weak pairs hold little of the weight
+
+
 def test_random_effects_reduces_to_the_information_when_the_pairs_agree():
     w = np.full(10, 100.0)
     value, sigma = random_effects(np.full(10, 0.3), w)
@@ -190,8 +210,9 @@ def test_a_slow_camera_pairs_frames_a_baseline_apart(monkeypatch):
     """The same 0.4 px drive at 0.3 m a frame (the baseline is 0.54 m): no two consecutive
     frames are a baseline apart, so each pair reaches back to the latest frame that is (two
     frames back here) and the estimate finds the offset; no pair spans less than a baseline
-    (less: the disparities' noise biases it). With only the last frame to pair with, no pair
-    informs the estimate and it stays at 0."""
+    (less: the disparities' noise biases it), and none starts before the previous one
+    ended. With only the last frame to pair with, no pair informs the estimate and it stays
+    at 0."""
     import inspect
 
     from hndesc_ros.vo import odometry
@@ -207,6 +228,9 @@ def test_a_slow_camera_pairs_frames_a_baseline_apart(monkeypatch):
     value, _ = _drive(0.4, estimate=True, frames=20, forward=0.3)
     assert abs(value - 0.4) < 0.15
     assert spans and min(spans) >= CALIB.baseline and max(spans) < 2 * CALIB.baseline
+    # pairs do not overlap: each starts at the previous one's second frame, two frames on
+    # (a pair from every frame would make 18 here, each sharing a frame with the last)
+    assert len(spans) <= 10
     monkeypatch.setattr(odometry.StereoOdometry, 'OFFSET_HISTORY', 1)
     spans.clear()
     value, _ = _drive(0.4, estimate=True, frames=20, forward=0.3)
