@@ -81,7 +81,6 @@ class StereoOdometry:
         self.offset = DisparityOffset(initial=self.cfg.disparity_offset)
         # (raw Observations, pose) of the latest tracked frames, for the offset's pairs
         self._recent: Deque[tuple] = deque(maxlen=self.OFFSET_HISTORY)
-        self._offset_from = -np.inf  # stamp: a pair's first frame is not older (no overlap)
         self._pending: Optional[Keyframe] = None  # keyframe of a deferred mapping step
         self._offset_job: Optional[tuple] = None    # ... and its offset estimate's input
 
@@ -249,8 +248,8 @@ class StereoOdometry:
         walk through the synthetic room, truth 0, three overlapping pairs at -0.7 to -1.5 px
         moved the value to -0.62 px; without the overlap it stays at 0 and the ATE is 1.3 mm
         instead of 2.8). On KITTI 06 and 01, whose every frame moves more than a baseline,
-        the pairs are an extracted frame and the KLT frame after it; a slow camera (the room:
-        2-5 cm a frame against 0.11 m) pairs across a few frames."""
+        the pairs are an extracted frame and the KLT frame after it (``vo.klt_frames: 1``); a
+        slow camera (the room: 2-5 cm a frame against 0.11 m) pairs across a few frames."""
         if (not self.cfg.estimate_disparity_offset or inlier_ids is None
                 or self.offset.pairs >= self.OFFSET_PAIRS):
             self._recent.clear()  # an untracked frame's pose would make a wrong pair
@@ -259,8 +258,6 @@ class StereoOdometry:
         self._recent.append((raw, T))
         T_cw, p = inv(T), None
         for p_obs, T_p in reversed(recent):
-            if p_obs.stamp < self._offset_from:
-                break  # within the last pair: an estimate of the same scene again
             if not np.isfinite(p_obs.u_right).any():
                 continue  # no stereo (a KLT pair): no point to measure the offset with
             T_10 = T_cw @ T_p  # that camera in this one's frame
@@ -281,7 +278,10 @@ class StereoOdometry:
         pairs = pairs[np.linspace(0, len(pairs) - 1, min(len(pairs), self.OFFSET_POINTS))
                       .astype(np.int64)]
         i0, i1 = pairs[:, 0], pairs[:, 1]
-        self._offset_from = raw.stamp
+        # the next pair starts here or later: pairs that overlapped would measure one scene
+        # twice (this pair's frames are spent even if its estimate fails)
+        self._recent.clear()
+        self._recent.append((raw, T))
         out = two_view_offset(p.uv[i0], p.u_right[i0], raw.uv[i1], raw.u_right[i1], self.calib,
                               T_10, self.offset.value, self.cfg.pixel_sigma,
                               iterations=4)
