@@ -505,8 +505,16 @@ class MapTracker:
         No landmark starts here and no right image is used, so the Observations have no
         stereo (the back end may still make the frame a keyframe).
 
+        The Observations hold every landmark KLT followed (there and back), not only this
+        PnP's inliers: the back end judges them with its own points and disparity offset. A
+        far point whose depth the tracker's map still has wrong (the offset not yet known, a
+        point not yet refined) fails the tracker's gate, and without it the back end's pose
+        and the offset's pairs saw only points that agree with the offset of the moment
+        (KITTI 01's second and third pairs: 0.3 and 0.4 px from 0, 0.6 and 1.5 from 1.0).
+        The tracker's own map counts only its inliers as seen.
+
         Returns:
-            Observations of the PnP inliers, or None (nothing changed) when fewer than
+            Observations of the followed landmarks, or None (nothing changed) when fewer than
             ``vo.min_inliers``, or than ``MIN_TRACKED_SHARE`` of the last frame's landmarks (at
             most ``vo.klt_max_landmarks``), are tracked: the caller then extracts the frame
             and calls :meth:`track`.
@@ -537,6 +545,7 @@ class MapTracker:
             if attempt or np.median(moved) <= self.mcfg.klt_window / 2:
                 break
             guess = inv(T_cw)
+        followed_ids, followed_uv = self.map.ids[rows], uv   # for the back end
         rows, uv = rows[inl], uv[inl]
         T_new = inv(T_cw)
         self.motion.update(T_new, stamp, True)
@@ -546,8 +555,9 @@ class MapTracker:
         self._older, self._last = self._last, (image, ids, uv)
         self.last_observed = len(ids)
         self._end_frame()
-        k = len(ids)
-        return Observations(stamp, index, ids, uv, np.full(k, np.nan, np.float32),
+        k = len(followed_ids)
+        return Observations(stamp, index, followed_ids, followed_uv,
+                            np.full(k, np.nan, np.float32),
                             np.zeros(k, np.float32),
                             {'klt_tracking': (time.perf_counter() - t0) * 1e3})
 
