@@ -46,7 +46,7 @@ def run_sequence(seq, cfg: Config, mono: bool = False, gt_scale: bool = False,
             scale_fn = tj.step_lengths(gt).__getitem__
     vo = StereoVO(seq.calib, cfg, extractor, scale_fn)
     bar = progress_bar(len(seq), f'VO {cfg.features.extractor}', enabled=progress)
-    results, seen = [], []
+    results, seen, kept = [], [], []
     keyframes = lost = 0
     t0 = time.perf_counter()
     try:
@@ -56,6 +56,8 @@ def run_sequence(seq, cfg: Config, mono: bool = False, gt_scale: bool = False,
             if on_result is not None:
                 on_result(result)
             seen.append((k, vo.last_observations.track_ids))
+            # the back end's outliers do not count as map observations
+            kept.append((k, getattr(vo.odometry, 'kept_ids', seen[-1][1])))
             keyframes += result.keyframe
             lost += k > 0 and not result.tracked
             bar.set_postfix(keyframes=keyframes, lost=lost, refresh=False)
@@ -82,7 +84,8 @@ def run_sequence(seq, cfg: Config, mono: bool = False, gt_scale: bool = False,
     metrics['ms_per_stage'] = timing
     metrics.update(observation_stats(seen))
     # map points: landmarks seen in >= 2 keyframes, and their mean keyframe observations
-    in_keyframes = observation_stats([s for s, r in zip(seen, results) if r.keyframe], 2)
+    # (those the back end kept)
+    in_keyframes = observation_stats([s for s, r in zip(kept, results) if r.keyframe], 2)
     metrics.update(map_points=in_keyframes['landmarks'],
                    map_point_observations=in_keyframes['obs_per_landmark'])
     if gt is not None:

@@ -70,6 +70,7 @@ class StereoOdometry:
         self.last_seen: Dict[int, int] = {}      # landmark id -> frame
         self.keyframe_poses: Dict[int, np.ndarray] = {}  # frame index -> optimised pose
         self.kf_T: Optional[np.ndarray] = None   # pose of the last keyframe
+        self.kept_ids = np.zeros(0, np.int64)  # the last frame's ids its PnP did not reject
         self.kf_frame = 0
         self.kf_ids: set = set()                 # landmarks tracked in the last keyframe
         self.frames = 0
@@ -194,8 +195,9 @@ class StereoOdometry:
         elif known.sum() >= c.min_inliers:
             idx = np.nonzero(known)[0]
             pts = np.array([self.points[t] for t in ids[idx].tolist()])
-            # the front end has already rejected its outliers: refine from the prediction,
-            # and fall back to RANSAC only when that explains too few of them
+            # the front end has already rejected most outliers (a KLT frame reports every
+            # landmark it followed): refine from the prediction, and fall back to RANSAC
+            # only when that explains too few of them
             T_cw, inl = pnp_from_prediction(pts, obs.uv[idx], self.calib, inv(guess),
                                             c.pnp_reprojection_px, c.pnp_iterations,
                                             c.min_inliers, 0.5)
@@ -209,6 +211,7 @@ class StereoOdometry:
         if tracked and self.frames > 0:
             outlier[np.nonzero(known)[0]] = True
             outlier[inliers] = False
+        self.kept_ids = ids[~outlier]  # what continues or starts a landmark here
         t1 = time.perf_counter()
         # a tracked frame without stereo (``vo.klt_frames``) starts no landmark; when it is a
         # keyframe (interval, turn, weak tracking; vo.klt_keyframes: parallax too) its
