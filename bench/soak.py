@@ -305,6 +305,10 @@ def soak(seq, n: int, params: Path, plan: dict, rate: float, log) -> dict:
         drv.spin(lambda: drv.status['backend'].get('frames', 0)
                  >= drv.status['frontend'].get('frames', 0), 60)
         drv.spin(lambda: len(drv.odom) >= drv.status['backend'].get('frames', 0), 10)
+        # the nodes' last counts may arrive after their last frame (a status message that
+        # reports the final fault comes later): wait a little for them, never for ever
+        drv.spin(lambda: (drv.status['frontend'].get('dropped', {}) == dict(injected_fe)
+                          and drv.status['backend'].get('dropped', {}) == dict(injected_be)), 10)
         alive = [p.poll() is None for p in procs]
         torch = [loads_torch(p.pid) for p in procs if p.poll() is None]
     finally:
