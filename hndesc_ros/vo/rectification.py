@@ -246,9 +246,9 @@ class DisparityOffset:
         """The weighted median of the latest pairs: at least ``window`` of them, and at least
         ``window_share`` of all pairs' weight (weak recent pairs reach further back). Weights
         as in :func:`random_effects`, with the between-pair variance of all pairs."""
-        e, w = np.asarray(self.estimates, float), np.asarray(self.infos, float)
-        weights = 1.0 / (1.0 / w + between_variance(e, w, self.min_tau,
-                                                    self.pairs >= self.tau_pairs))
+        e = np.asarray(self.estimates, float)
+        weights = random_effects_weights(e, self.infos, self.min_tau,
+                                         self.pairs >= self.tau_pairs)
         enough = np.cumsum(weights[::-1]) >= self.window_share * weights.sum() * (1 - 1e-9)
         n = max(self.window, int(np.argmax(enough)) + 1)
         return weighted_median(e[-n:], weights[-n:])
@@ -271,22 +271,22 @@ def random_effects(estimates, infos, min_tau: float = 0.0,
     Returns:
         (the weighted median, its standard error 1 / sqrt(sum of the weights)).
     """
+    weights = random_effects_weights(estimates, infos, min_tau, estimate_tau)
+    return (weighted_median(np.asarray(estimates, float), weights),
+            float(1.0 / np.sqrt(np.sum(weights))))
+
+
+def random_effects_weights(estimates, infos, min_tau: float = 0.0,
+                           estimate_tau: bool = True) -> np.ndarray:
+    """(N,) weights 1 / (1 / info + tau^2) of :func:`random_effects` (same arguments)."""
     e, w = np.asarray(estimates, float), np.asarray(infos, float)
-    weights = 1.0 / (1.0 / w + between_variance(e, w, min_tau, estimate_tau))
-    return weighted_median(e, weights), float(1.0 / np.sqrt(np.sum(weights)))
-
-
-def between_variance(estimates: np.ndarray, infos: np.ndarray, min_tau: float = 0.0,
-                     estimate_tau: bool = True) -> float:
-    """tau^2 of :func:`random_effects` for (N,) estimates with (N,) information."""
-    e, w = estimates, infos
     mean = float(np.sum(w * e) / np.sum(w))
     q = float(np.sum(w * (e - mean) ** 2))
     spread = float(np.sum(w) - np.sum(w ** 2) / np.sum(w))
     tau2 = min_tau ** 2
     if estimate_tau and spread > 0:
         tau2 = max(tau2, (q - (len(e) - 1)) / spread)
-    return tau2
+    return 1.0 / (1.0 / w + tau2)
 
 
 def weighted_median(values, weights) -> float:
