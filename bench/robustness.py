@@ -5,14 +5,20 @@ hndesc (default and RootSIFT) and ORB-SLAM3 (stereo, ``../shared/tools/orbslam3_
 median of ``--runs``), in one run.
 
     python bench/robustness.py [--sequences 06 01] [--extractors residual-small rootsift]
-                               [--light flicker dark steps blur] [--runs 3] [--seed 0]
-                               [--set key=value ...] [--json FILE]
+                               [--light flicker dark steps blur] [--runs 3]
+                               [--seeds 0 [1 ...]] [--set key=value ...] [--json FILE]
 
 Per variant and system: ATE, frames lost, the ratio to the same system's clean ATE, and the
 ratio to ORB-SLAM3's ATE on the same variant, and the shape and scale apart (Sim(3) ATE and
 path length over the ground truth's, as in ``peers.py``). ``--set`` overrides hndesc's config
 (a lever under test).
+
+A variant is one draw of its change (``--seeds``: the flicker's gains, the dark's noise): on a
+51-frame sequence the draw alone moves the ATE by tens of per cent, so several seeds give the
+spread, and the summary at the end gives each system's median over them, its worst ratio to
+the clean ATE and to ORB-SLAM3's, and on how many draws the first extractor beat the second.
 """
+import statistics
 import argparse
 import os
 import sys
@@ -28,6 +34,8 @@ from hndesc_ros.datasets.variants import write_variant  # noqa: E402
 from hndesc_ros.runner import run_sequence  # noqa: E402
 from peers import SHARED, orbslam3, write_rows  # noqa: E402
 
+DRAWN = ('flicker', 'dark')  # the changes drawn at random (the others: one variant, any seed)
+
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
@@ -36,7 +44,8 @@ def main() -> int:
     ap.add_argument('--light', nargs='+', default=list(LIGHT_CHANGES), choices=LIGHT_CHANGES)
     ap.add_argument('--runs', type=int, default=3, help='ORB-SLAM3 runs per variant (median)')
     ap.add_argument('--no-peer', action='store_true', help='hndesc only')
-    ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--seeds', type=int, nargs='+', default=[0],
+                    help='draws of each change (the same seeds make the same variants)')
     ap.add_argument('--set', action='append', default=[], metavar='KEY=VALUE')
     ap.add_argument('--json', help='write every figure here')
     args = ap.parse_args()
@@ -45,43 +54,75 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix='hndesc-light-') as tmp:
         for name in args.sequences:
             src = SHARED / 'data' / 'kitti' / 'sequences' / name
-            poses = SHARED / 'data' / 'kitti' / 'poses' / f'{name}.txt'
             clean = {}
-            for light in ['clean'] + args.light:
-                seq_dir = src if light == 'clean' else write_variant(
-                    src, Path(tmp) / f'{name}_{light}', list(range(len(KittiSequence(src)))),
-                    seed=args.seed, light=light)
-                peer = None
-                if not args.no_peer:
-                    load = os.getloadavg()[0]
-                    p = orbslam3(seq_dir, poses, args.runs, False, Path(tmp) / f'o{name}{light}')
-                    peer = p['ate_rmse_m']
-                    clean.setdefault('ORB-SLAM3', peer)
-                    rows.append({'sequence': name, 'light': light, 'system': 'ORB-SLAM3',
-                                 'ate_m': peer, 'lost': p['lost'], 'load': load,
-                                 'ate_sim3_m': p['ate_sim3_m'],
-                                 'path_ratio': p['path_ratio'],
-                                 'vs_clean': peer / clean['ORB-SLAM3']})
-                for ex in args.extractors:
-                    load = os.getloadavg()[0]
-                    cfg = load_config(None, {**over, 'features.extractor': ex})
-                    m = run_sequence(KittiSequence(seq_dir), cfg)['metrics']
-                    clean.setdefault(ex, m['ate_rmse_m'])
-                    rows.append({'sequence': name, 'light': light, 'system': f'hndesc {ex}',
-                                 'ate_m': m['ate_rmse_m'], 'lost': m['tracking_lost'],
-                                 'load': load, 'fps': m['wall_fps'],
-                                 'ate_sim3_m': m['ate_sim3_m'],
-                                 'path_ratio': m['path_ratio'],
-                                 'vs_clean': m['ate_rmse_m'] / clean[ex],
-                                 'vs_orbslam3': m['ate_rmse_m'] / peer if peer else None})
-                for r in rows[-(len(args.extractors) + (peer is not None)):]:
-                    vs = f", {r['vs_orbslam3']:.2f}x ORB-SLAM3" if r.get('vs_orbslam3') else ''
-                    print(f"{name} {light:<8} {r['system']:<22} ATE {r['ate_m']:.3f} m (Sim(3) "
-                          f"{r['ate_sim3_m']:.3f} m, length {r['path_ratio']:.3f}x), lost "
-                          f"{r['lost']}, {r['vs_clean']:.2f}x clean{vs} (load {r['load']:.1f})",
-                          flush=True)
+            frames = list(range(len(KittiSequence(src))))
+            variants = [('clean', None, src)] + [
+                (light, seed, write_variant(src, Path(tmp) / f'{name}_{light}_{seed}', frames,
+                                            seed=seed, light=light))
+                for seed in args.seeds for light in args.light
+                if seed == args.seeds[0] or light in DRAWN]
+            for light, seed, seq_dir in variants:
+                rows += run_variant(args, over, name, light, seed, seq_dir, clean, Path(tmp))
+    summarise(rows, args.extractors)
     write_rows(args.json, rows)
     return 0
+
+
+def run_variant(args, over: dict, name: str, light: str, seed, seq_dir: Path, clean: dict,
+                tmp: Path) -> list:
+    """ORB-SLAM3 (unless ``--no-peer``) and each extractor on one variant; its rows, printed.
+    ``clean`` collects each system's clean ATE (the clean variant comes first)."""
+    poses = SHARED / 'data' / 'kitti' / 'poses' / f'{name}.txt'
+    rows, peer = [], None
+    if not args.no_peer:
+        load = os.getloadavg()[0]
+        p = orbslam3(seq_dir, poses, args.runs, False, tmp / f'o{name}{light}{seed}')
+        peer = p['ate_rmse_m']
+        clean.setdefault('ORB-SLAM3', peer)
+        rows.append({'sequence': name, 'light': light, 'seed': seed, 'system': 'ORB-SLAM3',
+                     'ate_m': peer, 'lost': p['lost'], 'load': load,
+                     'ate_sim3_m': p['ate_sim3_m'], 'path_ratio': p['path_ratio'],
+                     'vs_clean': peer / clean['ORB-SLAM3']})
+    for ex in args.extractors:
+        load = os.getloadavg()[0]
+        cfg = load_config(None, {**over, 'features.extractor': ex})
+        m = run_sequence(KittiSequence(seq_dir), cfg)['metrics']
+        clean.setdefault(ex, m['ate_rmse_m'])
+        rows.append({'sequence': name, 'light': light, 'seed': seed,
+                     'system': f'hndesc {ex}', 'ate_m': m['ate_rmse_m'],
+                     'lost': m['tracking_lost'], 'load': load, 'fps': m['wall_fps'],
+                     'ate_sim3_m': m['ate_sim3_m'], 'path_ratio': m['path_ratio'],
+                     'vs_clean': m['ate_rmse_m'] / clean[ex],
+                     'vs_orbslam3': m['ate_rmse_m'] / peer if peer else None})
+    for r in rows:
+        vs = f", {r['vs_orbslam3']:.2f}x ORB-SLAM3" if r.get('vs_orbslam3') else ''
+        draw = '' if seed is None else f' #{seed}'
+        print(f"{name} {light + draw:<11} {r['system']:<22} ATE {r['ate_m']:.3f} m (Sim(3) "
+              f"{r['ate_sim3_m']:.3f} m, length {r['path_ratio']:.3f}x), lost {r['lost']}, "
+              f"{r['vs_clean']:.2f}x clean{vs} (load {r['load']:.1f})", flush=True)
+    return rows
+
+
+def summarise(rows: list, extractors: list) -> None:
+    """Per sequence, change and system over the seeds: the median ATE, the worst ratios to the
+    clean ATE and to ORB-SLAM3's, frames lost; and the draws on which the first extractor's
+    ATE was below the second's."""
+    groups = {}
+    for r in rows:
+        if r['light'] != 'clean':
+            groups.setdefault((r['sequence'], r['light'], r['system']), []).append(r)
+    print('\nover the draws (median ATE; worst ratios):')
+    for (name, light, system), rs in groups.items():
+        vs = [r['vs_orbslam3'] for r in rs if r.get('vs_orbslam3')]
+        peer = f', worst {max(vs):.2f}x ORB-SLAM3' if vs else ''
+        print(f"{name} {light:<8} {system:<22} ATE {statistics.median(r['ate_m'] for r in rs):.3f}"
+              f" m over {len(rs)}, worst {max(r['vs_clean'] for r in rs):.2f}x clean{peer}, "
+              f"lost {sum(r['lost'] for r in rs)}")
+        if len(extractors) > 1 and system == f'hndesc {extractors[1]}':
+            first = groups[(name, light, f'hndesc {extractors[0]}')]
+            wins = sum(a['ate_m'] < b['ate_m'] for a, b in zip(first, rs))
+            print(f'{name} {light:<8} {extractors[0]} below {extractors[1]} on {wins} of '
+                  f'{len(rs)} draws')
 
 
 if __name__ == '__main__':
