@@ -81,8 +81,12 @@ def band_ratios(seq: KittiSequence, step: int, offset: float = 0.0) -> list:
 
 
 def pair_offsets(seq: KittiSequence, step: int) -> list:
-    """[(frame k, offset with free motion or None, offset with the ground-truth motion)] for
-    the pairs (k, k + 1), k a multiple of ``step`` (see the module docstring)."""
+    """[(frame k, offset with free motion or None, offset with the ground-truth motion,
+    split)] for the pairs (k, k + 1), k a multiple of ``step`` (see the module docstring).
+    split: None, or (the free estimate's stated standard error, the difference of the free
+    estimates from the two halves of its points, every other point each): the halves'
+    differences tell how far one pair's estimate really scatters (their sd / 2 for all the
+    points), against what its information states."""
     cfg = Config()
     cfg.vo.klt_frames = 0  # every pair extracted (both frames of a pair need features)
     fe = StereoFrontend(seq.calib, cfg)
@@ -106,13 +110,19 @@ def pair_offsets(seq: KittiSequence, step: int) -> list:
                 continue
             uv0, ur0, uv1, ur1 = uv0[inl], ur0[inl], uv1[inl], ur1[inl]
             free = two_view_offset(uv0, ur0, uv1, ur1, c, T, 0.0, cfg.vo.pixel_sigma)
+            halves = [two_view_offset(uv0[h], ur0[h], uv1[h], ur1[h], c, T, 0.0,
+                                      cfg.vo.pixel_sigma) for h in (slice(0, None, 2),
+                                                                    slice(1, None, 2))]
             cost = []
             for o in grid:
                 ok = uv0[:, 0] - (ur0 - o) > 0.5
                 X = triangulate_stereo(uv0[ok], ur0[ok] - o, c)
                 e = np.linalg.norm(project(X, T_true, c) - uv1[ok], axis=1)
                 cost.append(np.mean(np.minimum(e, 2.0) ** 2) if ok.sum() >= 10 else np.inf)
-            out.append((k, None if free is None else free[0], float(grid[int(np.argmin(cost))])))
+            split = (None if free is None or None in halves
+                     else (1 / np.sqrt(free[1]), halves[0][0] - halves[1][0]))
+            out.append((k, None if free is None else free[0], float(grid[int(np.argmin(cost))]),
+                        split))
     finally:
         fe.close()
     return out
@@ -140,8 +150,15 @@ def main() -> int:
                 t = [r[col] for r in rows[half:] if r[col] is not None]
                 print(f'{name} offset with {label}: median {np.median(v):+.2f} px over {len(v)} '
                       f'pairs (first half {np.median(h):+.2f}, second half {np.median(t):+.2f})')
+            split = [r[3] for r in rows if r[3] is not None]
+            if len(split) > 2:
+                stated = np.median([e for e, _ in split])
+                halves = np.std([d for _, d in split]) / 2
+                scatter = np.std([r[1] for r in rows if r[1] is not None])
+                print(f"{name} one pair's free estimate: stated error {stated:.2f} px (median), "
+                      f'{halves:.2f} px from its two halves; the pairs scatter by {scatter:.2f}')
             out += [{'sequence': name, 'frame': k, 'offset_free_px': f, 'offset_gt_motion_px': g}
-                    for k, f, g in rows]
+                    for k, f, g, _ in rows]
         write_rows(a.json, out)
         return 0
     offsets_in = a.offset or [0.0] * len(a.sequences)
