@@ -198,12 +198,18 @@ class Driver:
         self.rclpy.try_shutdown()
 
 
-def start_nodes(params: Path, env: dict = None) -> list:
-    """Both nodes as processes (output discarded), as ``hndesc-vo run`` starts them."""
+def start_nodes(params: Path, env: dict = None, logs: Path = None) -> list:
+    """Both nodes as processes, as ``hndesc-vo run`` starts them; their output goes to
+    ``logs``/NODE.log (a stop that is not clean says why there), or is discarded."""
     from hndesc_ros.ros.commands import node_command
-    return [subprocess.Popen(node_command(n, params), env=env, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
-            for n in ('frontend_node', 'backend_node')]
+    procs = []
+    for n in ('frontend_node', 'backend_node'):
+        out = open(logs / f'{n}.log', 'w') if logs else subprocess.DEVNULL
+        procs.append(subprocess.Popen(node_command(n, params), env=env, stdout=out,
+                                      stderr=subprocess.STDOUT))
+        if logs:
+            out.close()  # the child holds its own copy
+    return procs
 
 
 def stop_nodes(procs: list) -> list:
@@ -221,10 +227,11 @@ def stop_nodes(procs: list) -> list:
 
 
 def soak(seq, n: int, params: Path, plan: dict, rate: float, log) -> dict:
-    """One run of ``n`` frames through fresh nodes; returns the report."""
+    """One run of ``n`` frames through fresh nodes (their output next to ``params``); returns
+    the report."""
     env = dict(os.environ, ROS_DOMAIN_ID=str(random.randint(1, 200)))
     os.environ['ROS_DOMAIN_ID'] = env['ROS_DOMAIN_ID']
-    procs = start_nodes(params, env)
+    procs = start_nodes(params, env, params.parent)
     drv = Driver(seq, rate)
     injected_fe, injected_be, events = Counter(), Counter(), []
     rss, expected, stuck, next_sample = [], 0, [], 100
