@@ -1,13 +1,27 @@
 """The soak's short version (``bench/soak.py``, 120 frames, every fault kind): real KITTI 06
 frames through both nodes over DDS; each injected fault is counted under its reason, the nodes
 stay alive and stop on SIGINT with exit code 0, a corrupt weights file and a truncated bag are
-refused with one line and exit code 2."""
+refused with one line and exit code 2.
+
+A stop takes about 0.3 s. A node whose DDS teardown hangs is ended by its watchdog after
+``TEARDOWN_S`` with exit code 1, and it prints the threads' stacks first
+(:func:`hndesc_ros.ros.common.teardown_deadline`, a rare hang inside rclpy / Fast DDS). That
+bounded stop counts as a stop. Any other non-zero code fails the test, which then prints the
+node's output."""
+import datetime
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def stopped(code, log: str) -> bool:
+    """Exit code 0, or the teardown watchdog's 1 with its timeout report in the node's log."""
+    from hndesc_ros.ros.common import TEARDOWN_S
+    return code == 0 or (code == 1 and f'Timeout ({datetime.timedelta(seconds=TEARDOWN_S)})!'
+                         in log)
 
 
 def test_soak_short(tmp_path, kitti06):
@@ -22,9 +36,10 @@ def test_soak_short(tmp_path, kitti06):
         assert c['exit_code'] == 2 and c['stderr_lines'] == 1, (check, c)
     assert rep['corrupt_weights']['names_file']
     f = rep['faults']
-    logs = {n: (tmp_path / f'{n}.log').read_text()[-1500:]
-            for n in ('frontend_node', 'backend_node')}  # why, if a stop was not clean
-    assert f['nodes_alive_at_end'] == [True, True] and f['exit_codes_on_sigint'] == [0, 0], logs
+    logs = [(tmp_path / f'{n}.log').read_text() for n in ('frontend_node', 'backend_node')]
+    assert f['nodes_alive_at_end'] == [True, True]
+    assert all(stopped(c, log) for c, log in zip(f['exit_codes_on_sigint'], logs)), \
+        (f['exit_codes_on_sigint'], [log[-1500:] for log in logs])
     assert f['stuck_at_frames'] == []
     assert f['injected'] == f['counted'], (f['injected'], f['counted'])
     reasons = {'unpaired_image', 'duplicate_stamp', 'stamp_backwards', 'bad_encoding',
