@@ -18,9 +18,9 @@ A variant is one draw of its change (``--seeds``: the flicker's gains, the dark'
 spread, and the summary at the end gives each system's median over them, its worst ratio to
 the clean ATE and to ORB-SLAM3's, and on how many draws the first extractor beat the second.
 """
-import statistics
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 from pathlib import Path
