@@ -211,6 +211,8 @@ class MapTracker:
         self._older = None    # ... and of the frame before it
         self._refined = None  # (frame, T_world_cam) of the latest frame that refined points
         self.last_observed = 0  # landmarks the last frame observed
+        # ... of them, those it found by descriptor or started (re-observed ones are left out)
+        self.last_matchable = 0
 
     def apply_map_update(self, ids: np.ndarray, points: np.ndarray) -> int:
         """Landmark positions refined by the mapper (world frame)."""
@@ -313,6 +315,7 @@ class MapTracker:
         keep = ids >= 0
         obs_ids, obs_uv = ids[keep], feats.keypoints[keep]
         obs_ur, obs_sc, obs_noise = u_right[keep], feats.scores[keep], noise[keep]
+        self.last_matchable = len(obs_ids)
         if image is not None:  # the next KLT frame (or re-observation) starts from here
             if c.klt_reobserve and tracked:
                 k_ids, k_uv, k_ur = self._reobserve(image, T_new, obs_ids,
@@ -351,9 +354,10 @@ class MapTracker:
         """The pose of a frame with features, from the best supported of a few starts.
 
         First the constant-velocity prediction ``guess`` (T_world_cam). When that explains
-        fewer than ``MIN_TRACKED_SHARE`` of the last frame's landmarks, the motion model may be
-        what is wrong (a sudden stop, a start, a jolt): the last pose (standing still) is tried
-        too, and if that is weak as well, the whole local map without windows (relocalisation).
+        fewer than ``MIN_TRACKED_SHARE`` of the landmarks the last frame found by descriptor or
+        started (``last_matchable``), the motion model may be what is wrong (a sudden stop, a
+        start, a jolt): the last pose (standing still) is tried too, and if that is weak as
+        well, the whole local map without windows (relocalisation).
         The start with the most PnP inliers wins; a narrow search at its pose then collects
         every landmark it explains and refines it.
 
@@ -363,7 +367,11 @@ class MapTracker:
         c = self.cfg
         # wider while the motion is unknown (the second frame)
         wide = self.search_px * (3.0 if self.frames == 1 else 1.0)
-        need = max(c.min_inliers, MIN_TRACKED_SHARE * self.last_observed)
+        # a share of what descriptors found last time: the landmarks KLT re-observed there
+        # are those the descriptors had already missed (vo.klt_reobserve; in the dark copies
+        # of KITTI, half of a frame's landmarks), and counting them sent every other dark
+        # frame through the two other starts (23 ms a frame, no better pose)
+        need = max(c.min_inliers, MIN_TRACKED_SHARE * self.last_matchable)
         best = self._solve_at(feats, guess, wide) + (False,)
         if len(best[1]) < need and not np.allclose(self.motion.T, guess):
             still = self._solve_at(feats, self.motion.T, wide) + (False,)
@@ -553,7 +561,7 @@ class MapTracker:
         self._refine(rows, T_new, uv, None, None)
         ids = self.map.ids[rows]
         self._older, self._last = self._last, (image, ids, uv)
-        self.last_observed = len(ids)
+        self.last_observed = self.last_matchable = len(ids)
         self._end_frame()
         k = len(followed_ids)
         return Observations(stamp, index, followed_ids, followed_uv,
