@@ -10,7 +10,9 @@ median of ``--runs``), in one run.
 
 Per variant and system: ATE, frames lost, the ratio to the same system's clean ATE, and the
 ratio to ORB-SLAM3's ATE on the same variant, and the shape and scale apart (Sim(3) ATE and
-path length over the ground truth's, as in ``peers.py``). ``--set`` overrides hndesc's config
+path length over the ground truth's, as in ``peers.py``); and the frames/s, free-running,
+with hndesc's ratio to ORB-SLAM3's on the same variant (a dark pair costs more than a clean
+one: it is blurred, and always extracted). ``--set`` overrides hndesc's config
 (a lever under test).
 
 A variant is one draw of its change (``--seeds``: the flicker's gains, the dark's noise): on a
@@ -73,14 +75,14 @@ def run_variant(args, over: dict, name: str, light: str, seed, seq_dir: Path, cl
     """ORB-SLAM3 (unless ``--no-peer``) and each extractor on one variant; its rows, printed.
     ``clean`` collects each system's clean ATE (the clean variant comes first)."""
     poses = SHARED / 'data' / 'kitti' / 'poses' / f'{name}.txt'
-    rows, peer = [], None
+    rows, peer, peer_fps = [], None, None
     if not args.no_peer:
         load = os.getloadavg()[0]
         p = orbslam3(seq_dir, poses, args.runs, False, tmp / f'o{name}{light}{seed}')
-        peer = p['ate_rmse_m']
+        peer, peer_fps = p['ate_rmse_m'], p['wall_fps']
         clean.setdefault('ORB-SLAM3', peer)
         rows.append({'sequence': name, 'light': light, 'seed': seed, 'system': 'ORB-SLAM3',
-                     'ate_m': peer, 'lost': p['lost'], 'load': load,
+                     'ate_m': peer, 'lost': p['lost'], 'load': load, 'fps': peer_fps,
                      'ate_sim3_m': p['ate_sim3_m'], 'path_ratio': p['path_ratio'],
                      'vs_clean': peer / clean['ORB-SLAM3']})
     for ex in args.extractors:
@@ -93,20 +95,23 @@ def run_variant(args, over: dict, name: str, light: str, seed, seq_dir: Path, cl
                      'lost': m['tracking_lost'], 'load': load, 'fps': m['wall_fps'],
                      'ate_sim3_m': m['ate_sim3_m'], 'path_ratio': m['path_ratio'],
                      'vs_clean': m['ate_rmse_m'] / clean[ex],
-                     'vs_orbslam3': m['ate_rmse_m'] / peer if peer else None})
+                     'vs_orbslam3': m['ate_rmse_m'] / peer if peer else None,
+                     'fps_ratio': m['wall_fps'] / peer_fps if peer_fps else None})
     for r in rows:
         vs = f", {r['vs_orbslam3']:.2f}x ORB-SLAM3" if r.get('vs_orbslam3') else ''
+        speed = f" ({r['fps_ratio']:.2f}x)" if r.get('fps_ratio') else ''
         draw = '' if seed is None else f' #{seed}'
         print(f"{name} {light + draw:<11} {r['system']:<22} ATE {r['ate_m']:.3f} m (Sim(3) "
               f"{r['ate_sim3_m']:.3f} m, length {r['path_ratio']:.3f}x), lost {r['lost']}, "
-              f"{r['vs_clean']:.2f}x clean{vs} (load {r['load']:.1f})", flush=True)
+              f"{r['vs_clean']:.2f}x clean{vs}, {r['fps']:.1f} frames/s{speed} "
+              f"(load {r['load']:.1f})", flush=True)
     return rows
 
 
 def summarise(rows: list, extractors: list) -> None:
     """Per sequence, change and system over the seeds: the median ATE, the worst ratios to the
-    clean ATE and to ORB-SLAM3's, frames lost; and the draws on which the first extractor's
-    ATE was below the second's."""
+    clean ATE and to ORB-SLAM3's (ATE, and frames/s), frames lost; and the draws on which the
+    first extractor's ATE was below the second's."""
     groups = {}
     for r in rows:
         if r['light'] != 'clean':
@@ -114,7 +119,9 @@ def summarise(rows: list, extractors: list) -> None:
     print('\nover the draws (median ATE; worst ratios):')
     for (name, light, system), rs in groups.items():
         vs = [r['vs_orbslam3'] for r in rs if r.get('vs_orbslam3')]
-        peer = f', worst {max(vs):.2f}x ORB-SLAM3' if vs else ''
+        speed = [r['fps_ratio'] for r in rs if r.get('fps_ratio')]
+        peer = (f', worst {max(vs):.2f}x ORB-SLAM3 (ATE) and {min(speed):.2f}x (frames/s)'
+                if vs and speed else '')
         print(f"{name} {light:<8} {system:<22} ATE {statistics.median(r['ate_m'] for r in rs):.3f}"
               f" m over {len(rs)}, worst {max(r['vs_clean'] for r in rs):.2f}x clean{peer}, "
               f"lost {sum(r['lost'] for r in rs)}")
