@@ -123,10 +123,13 @@ def use_large_data_profile() -> None:
 
 
 def init_ros(args=None) -> threading.Event:
-    """rclpy.init (with the large-data transport profile, without rclpy's signal handlers);
+    """rclpy.init (with the large-data transport profile, without rclpy's signal handlers,
+    after removing the Fast DDS segments that dead processes left: :mod:`hndesc_ros.ros.shm`);
     returns the stop event of ours."""
     from rclpy.signals import SignalHandlerOptions
+    from hndesc_ros.ros.shm import clean_before_start
     use_large_data_profile()
+    clean_before_start()
     stop = stop_on_signals()
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     return stop

@@ -1,0 +1,88 @@
+"""Fast DDS shared-memory segments that a dead process left behind, found and removed.
+
+Every Fast DDS participant maps a segment file in ``/dev/shm`` (``fastdds_`` and 16 letters
+or digits: 0.5 MB by default, 16 MB with the package's large-data profile) and holds an
+exclusive ``flock`` on its companion ``<segment>_el`` for as long as it lives. A process that
+ends without tearing Fast DDS down (killed, crashed, or ended by the nodes' teardown watchdog
+after a hang) leaves both files behind, and nothing else removes them: on the machine this
+package was developed on, test runs had left 288 MB. A robot whose nodes restart under a
+supervisor fills a container's default 64 MB ``/dev/shm`` after a few such ends, and then
+large images no longer pass between its processes.
+
+:func:`remove_stale_segments` runs before each of the package's processes starts ROS
+(:func:`hndesc_ros.ros.common.init_ros`): a segment whose lock file no process holds, and
+that is older than a few seconds (a participant that is being created may not hold its lock
+yet), is removed with its lock file. This is the check of Fast DDS's own ``fastdds shm
+clean``, which is not on PyPI; unlike it, the transport's port files (about 50 kB each,
+shared by the participants of a domain) are left alone. ``HNDESC_SHM_CLEAN=0`` turns it off.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from pathlib import Path
+from typing import Tuple
+
+LOG = logging.getLogger(__name__)
+
+SHM_DIR = Path('/dev/shm')
+SEGMENT_LOCK = re.compile(r'^fastdds_[0-9a-z]{16}_el$')
+MIN_AGE_S = 10.0  # a younger lock file may belong to a participant still being created
+
+
+def remove_stale_segments(shm_dir: Path = SHM_DIR, min_age_s: float = MIN_AGE_S
+                          ) -> Tuple[int, int]:
+    """Remove the Fast DDS segments in ``shm_dir`` that no live process holds.
+
+    A segment is stale when nobody holds the ``flock`` of its ``_el`` file (taken here
+    without waiting, and kept while both files are removed) and that file was last modified
+    at least ``min_age_s`` seconds ago. Files of other names, segments without a lock file,
+    and files this user may not open are left as they are.
+
+    Args:
+        shm_dir: where Fast DDS keeps its segments (Linux: /dev/shm).
+        min_age_s: the least age of a lock file (s).
+    Returns:
+        (segments removed, bytes freed).
+    """
+    try:
+        import fcntl  # POSIX (Fast DDS keeps its segments elsewhere on Windows)
+        names = os.listdir(shm_dir)
+    except (ImportError, OSError):
+        return 0, 0
+    now, removed, freed = time.time(), 0, 0
+    for name in names:
+        if not SEGMENT_LOCK.match(name):
+            continue
+        lock, segment = Path(shm_dir) / name, Path(shm_dir) / name[:-3]
+        try:
+            if now - lock.stat().st_mtime < min_age_s:
+                continue
+            fd = os.open(lock, os.O_RDWR)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held: its participant lives
+            size = segment.stat().st_size if segment.exists() else 0
+            segment.unlink(missing_ok=True)
+            lock.unlink()
+            removed, freed = removed + 1, freed + size
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return removed, freed
+
+
+def clean_before_start() -> None:
+    """:func:`remove_stale_segments` in /dev/shm, unless ``HNDESC_SHM_CLEAN=0``; one log line
+    when it removed something."""
+    if os.environ.get('HNDESC_SHM_CLEAN', '1') == '0':
+        return
+    removed, freed = remove_stale_segments()
+    if removed:
+        LOG.warning('removed %d Fast DDS shared-memory segment(s) (%.1f MB) left in %s by '
+                    'processes that ended without closing them', removed, freed / 2 ** 20,
+                    SHM_DIR)
