@@ -226,12 +226,13 @@ def stop_nodes(procs: list) -> list:
     return codes
 
 
-def soak(seq, n: int, params: Path, plan: dict, rate: float, log) -> dict:
-    """One run of ``n`` frames through fresh nodes (their output next to ``params``); returns
-    the report."""
+def soak(seq, n: int, params: Path, plan: dict, rate: float, log, logs: Path) -> dict:
+    """One run of ``n`` frames through fresh nodes (their output in ``logs``/NODE.log);
+    returns the report."""
     env = dict(os.environ, ROS_DOMAIN_ID=str(random.randint(1, 200)))
     os.environ['ROS_DOMAIN_ID'] = env['ROS_DOMAIN_ID']
-    procs = start_nodes(params, env, params.parent)
+    logs.mkdir(parents=True, exist_ok=True)
+    procs = start_nodes(params, env, logs)
     drv = Driver(seq, rate)
     injected_fe, injected_be, events = Counter(), Counter(), []
     rss, expected, stuck, next_sample = [], 0, [], 100
@@ -426,7 +427,7 @@ def main(argv=None) -> int:
     runs = {'faults': plan} if a.no_clean else {'faults': plan, 'clean': {}}
     for name, pl in runs.items():
         print(f'\n[{name}] {len(pl)} faults', flush=True)
-        r = soak(seq, a.frames, params, pl, a.rate, lambda s: print(s, flush=True))
+        r = soak(seq, a.frames, params, pl, a.rate, lambda s: print(s, flush=True), out / name)
         stamps = np.array(sorted(r['odom'])) * 1e-9
         r.update(trajectory_error(seq, a.frames, r.pop('odom'), params))
         write_tum(out / f'{name}_odom_tum.txt', stamps[:len(r['est'])], r.pop('est'))

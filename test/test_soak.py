@@ -36,7 +36,8 @@ def test_soak_short(tmp_path, kitti06):
         assert c['exit_code'] == 2 and c['stderr_lines'] == 1, (check, c)
     assert rep['corrupt_weights']['names_file']
     f = rep['faults']
-    logs = [(tmp_path / f'{n}.log').read_text() for n in ('frontend_node', 'backend_node')]
+    logs = [(tmp_path / 'faults' / f'{n}.log').read_text()
+            for n in ('frontend_node', 'backend_node')]
     assert f['nodes_alive_at_end'] == [True, True]
     assert all(stopped(c, log) for c, log in zip(f['exit_codes_on_sigint'], logs)), \
         (f['exit_codes_on_sigint'], [log[-1500:] for log in logs])
