@@ -211,7 +211,8 @@ class MapTracker:
         self._older = None    # ... and of the frame before it
         self._refined = None  # (frame, T_world_cam) of the latest frame that refined points
         self.last_observed = 0  # landmarks the last frame observed
-        # ... of them, those it found by descriptor or started (re-observed ones are left out)
+        # landmarks the last frame with features found by descriptor or started (those KLT
+        # re-observed there are left out; a KLT frame in between changes nothing)
         self.last_matchable = 0
 
     def apply_map_update(self, ids: np.ndarray, points: np.ndarray) -> int:
@@ -354,10 +355,10 @@ class MapTracker:
         """The pose of a frame with features, from the best supported of a few starts.
 
         First the constant-velocity prediction ``guess`` (T_world_cam). When that explains
-        fewer than ``MIN_TRACKED_SHARE`` of the landmarks the last frame found by descriptor or
-        started (``last_matchable``), the motion model may be what is wrong (a sudden stop, a
-        start, a jolt): the last pose (standing still) is tried too, and if that is weak as
-        well, the whole local map without windows (relocalisation).
+        fewer than ``MIN_TRACKED_SHARE`` of the landmarks the last frame with features found
+        by descriptor or started (``last_matchable``), the motion model may be what is wrong
+        (a sudden stop, a start, a jolt): the last pose (standing still) is tried too, and if
+        that is weak as well, the whole local map without windows (relocalisation).
         The start with the most PnP inliers wins; a narrow search at its pose then collects
         every landmark it explains and refines it.
 
@@ -561,7 +562,7 @@ class MapTracker:
         self._refine(rows, T_new, uv, None, None)
         ids = self.map.ids[rows]
         self._older, self._last = self._last, (image, ids, uv)
-        self.last_observed = self.last_matchable = len(ids)
+        self.last_observed = len(ids)
         self._end_frame()
         k = len(followed_ids)
         return Observations(stamp, index, followed_ids, followed_uv,
