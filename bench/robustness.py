@@ -120,8 +120,8 @@ def summarise(rows: list, extractors: list) -> None:
     for (name, light, system), rs in groups.items():
         vs = [r['vs_orbslam3'] for r in rs if r.get('vs_orbslam3')]
         speed = [r['fps_ratio'] for r in rs if r.get('fps_ratio')]
-        peer = (f', worst {max(vs):.2f}x ORB-SLAM3 (ATE) and {min(speed):.2f}x (frames/s)'
-                if vs and speed else '')
+        peer = f', worst {max(vs):.2f}x ORB-SLAM3 (ATE)' if vs else ''
+        peer += f' and {min(speed):.2f}x (frames/s)' if speed else ''
         print(f"{name} {light:<8} {system:<22} ATE {statistics.median(r['ate_m'] for r in rs):.3f}"
               f" m over {len(rs)}, worst {max(r['vs_clean'] for r in rs):.2f}x clean{peer}, "
               f"lost {sum(r['lost'] for r in rs)}")

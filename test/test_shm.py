@@ -6,7 +6,9 @@ import sys
 import time
 from pathlib import Path
 
-from hndesc_ros.ros.shm import remove_stale_segments
+import pytest
+
+from hndesc_ros.ros.shm import SEGMENT_LOCK, remove_stale_segments
 
 SHM = Path('/dev/shm')
 
@@ -33,6 +35,11 @@ def test_only_unheld_old_segments_are_removed(tmp_path):
     bare.write_bytes(b'\0')
     port = _segment(tmp_path, 'fastdds_port7411')
     other = _segment(tmp_path, 'fastdds_short')
+    orphan = tmp_path / 'fastdds_22222222222222cc_el'  # its segment already gone
+    orphan.touch()
+    os.utime(orphan, (time.time() - 60, time.time() - 60))
+    link = tmp_path / 'fastdds_33333333333333dd_el'  # a link is not followed
+    link.symlink_to(tmp_path / 'fastdds_0123456789abcdef_el')
     fd = os.open(tmp_path / 'fastdds_fedcba9876543210_el', os.O_RDWR)
     fcntl.flock(fd, fcntl.LOCK_EX)  # a live participant's hold
     try:
@@ -40,6 +47,8 @@ def test_only_unheld_old_segments_are_removed(tmp_path):
     finally:
         os.close(fd)
     assert not dead.exists() and not Path(f'{dead}_el').exists()
+    assert not orphan.exists()  # removed, not counted
+    assert link.is_symlink()
     for kept in (held, young, bare, port, other):
         assert kept.exists()
     # released and old enough: it goes too; the young one waits for its age
@@ -47,45 +56,60 @@ def test_only_unheld_old_segments_are_removed(tmp_path):
     assert not held.exists() and young.exists()
 
 
-LEAK = """
+PROBE = """
 import os, sys, time
 import rclpy
 from std_msgs.msg import String
 rclpy.init()
 node = rclpy.create_node('shm_probe')
 node.create_publisher(String, 'shm_probe', 10)
-print('ready', flush=True)
+# this participant's own segment lock files: the targets of its open descriptors
+mine = set()
+for fd in os.listdir('/proc/self/fd'):
+    try:
+        mine.add(os.path.basename(os.readlink(f'/proc/self/fd/{fd}')))
+    except OSError:
+        pass
+print(' '.join(sorted(n for n in mine if n.startswith('fastdds_') and n.endswith('_el'))),
+      flush=True)
 if sys.argv[1] == 'crash':
     os._exit(0)  # no Fast DDS teardown: its segment stays behind
 time.sleep(30)
 """
 
 
-def _new_segments(before: set) -> set:
-    return {p.name for p in SHM.glob('fastdds_*_el')} - before
+def _own_locks(line: str) -> set:
+    """The segment lock files among the names a probe printed."""
+    return {n for n in line.split() if SEGMENT_LOCK.fullmatch(n)}
 
 
 def test_a_crashed_participants_segment_goes_and_a_live_ones_stays():
     """Real Fast DDS: a process that ends without teardown leaves its segment; the clean-up
-    removes it, while the segment of a participant that is still running stays."""
-    env = {**os.environ, 'HNDESC_SHM_CLEAN': '0'}
-    before = {p.name for p in SHM.glob('fastdds_*_el')}
-    subprocess.run([sys.executable, '-c', LEAK, 'crash'], env=env, check=True, timeout=60,
-                   capture_output=True)
-    crashed = _new_segments(before)
-    assert crashed, 'the crashed participant left no segment'
-    live = subprocess.Popen([sys.executable, '-c', LEAK, 'live'], env=env,
-                            stdout=subprocess.PIPE, text=True)
+    removes it, while the segment of a participant that is still running stays. Each probe
+    names its own lock files (from its open descriptors), so other Fast DDS processes on the
+    machine do not disturb the test."""
+    r = subprocess.run([sys.executable, '-c', PROBE, 'crash'], check=True, timeout=60,
+                       capture_output=True, text=True)
+    crashed = _own_locks(r.stdout)
+    if not crashed:
+        pytest.skip('no Fast DDS shared-memory segment here (another RMW or transport)')
+    then = time.time() - 60  # past the age guard, as a segment left a minute ago would be
+    for name in crashed:
+        os.utime(SHM / name, (then, then))
+    live = subprocess.Popen([sys.executable, '-c', PROBE, 'live'], stdout=subprocess.PIPE,
+                            text=True)
     try:
-        assert live.stdout.readline().strip() == 'ready'
-        alive = _new_segments(before) - crashed
-        assert alive, 'the live participant has no segment'
-        removed, _ = remove_stale_segments(min_age_s=0.0)
-        assert removed >= len(crashed)
-        left = {p.name for p in SHM.glob('fastdds_*_el')}
-        assert not crashed & left
-        assert alive <= left
+        alive = _own_locks(live.stdout.readline())
+        assert alive
+        remove_stale_segments()
+        for name in crashed:
+            assert not (SHM / name).exists() and not (SHM / name[:-3]).exists()
+        for name in alive:
+            assert (SHM / name).exists() and (SHM / name[:-3]).exists()
     finally:
         live.kill()
         live.wait()
-        remove_stale_segments(min_age_s=0.0)  # the killed one's, left by this test
+    for name in alive:  # the killed probe's, left by this test
+        if (SHM / name).exists():
+            os.utime(SHM / name, (then, then))
+    remove_stale_segments()

@@ -12,15 +12,17 @@ large images no longer pass between its processes.
 :func:`remove_stale_segments` runs before each of the package's processes starts ROS
 (:func:`hndesc_ros.ros.common.init_ros`): a segment whose lock file no process holds, and
 that is older than a few seconds (a participant that is being created may not hold its lock
-yet), is removed with its lock file. This is the check of Fast DDS's own ``fastdds shm
-clean``, which is not on PyPI; unlike it, the transport's port files (about 50 kB each,
-shared by the participants of a domain) are left alone. ``HNDESC_SHM_CLEAN=0`` turns it off.
+yet), is removed with its lock file. The lock test is that of Fast DDS's own ``fastdds shm
+clean`` (not on PyPI), the age guard is added here, and unlike that tool this leaves the
+transport's port files (about 50 kB each, shared by the participants of a domain) alone.
+``HNDESC_SHM_CLEAN=0`` turns it off.
 """
 from __future__ import annotations
 
 import logging
 import os
 import re
+import stat
 import time
 from pathlib import Path
 from typing import Tuple
@@ -28,7 +30,7 @@ from typing import Tuple
 LOG = logging.getLogger(__name__)
 
 SHM_DIR = Path('/dev/shm')
-SEGMENT_LOCK = re.compile(r'^fastdds_[0-9a-z]{16}_el$')
+SEGMENT_LOCK = re.compile(r'fastdds_[0-9a-z]{16}_el')
 MIN_AGE_S = 10.0  # a younger lock file may belong to a participant still being created
 
 
@@ -38,8 +40,10 @@ def remove_stale_segments(shm_dir: Path = SHM_DIR, min_age_s: float = MIN_AGE_S
 
     A segment is stale when nobody holds the ``flock`` of its ``_el`` file (taken here
     without waiting, and kept while both files are removed) and that file was last modified
-    at least ``min_age_s`` seconds ago. Files of other names, segments without a lock file,
-    and files this user may not open are left as they are.
+    at least ``min_age_s`` seconds ago. Files of other names, anything but regular files (a
+    link is not followed), segments without a lock file, and files this user may not open or
+    remove are left as they are; a stale lock file whose segment is already gone is removed
+    and not counted.
 
     Args:
         shm_dir: where Fast DDS keeps its segments (Linux: /dev/shm).
@@ -54,21 +58,26 @@ def remove_stale_segments(shm_dir: Path = SHM_DIR, min_age_s: float = MIN_AGE_S
         return 0, 0
     now, removed, freed = time.time(), 0, 0
     for name in names:
-        if not SEGMENT_LOCK.match(name):
+        if not SEGMENT_LOCK.fullmatch(name):
             continue
         lock, segment = Path(shm_dir) / name, Path(shm_dir) / name[:-3]
         try:
-            if now - lock.stat().st_mtime < min_age_s:
+            info = lock.lstat()
+            if not stat.S_ISREG(info.st_mode) or now - info.st_mtime < min_age_s:
                 continue
-            fd = os.open(lock, os.O_RDWR)
+            fd = os.open(lock, os.O_RDONLY | os.O_NOFOLLOW)  # Fast DDS opens it so too
         except OSError:
             continue
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held: its participant lives
-            size = segment.stat().st_size if segment.exists() else 0
-            segment.unlink(missing_ok=True)
+            try:
+                seg = segment.lstat()
+            except FileNotFoundError:
+                seg = None
+            if seg is not None and stat.S_ISREG(seg.st_mode):
+                segment.unlink()
+                removed, freed = removed + 1, freed + seg.st_size
             lock.unlink()
-            removed, freed = removed + 1, freed + size
         except OSError:
             pass
         finally:
@@ -77,8 +86,11 @@ def remove_stale_segments(shm_dir: Path = SHM_DIR, min_age_s: float = MIN_AGE_S
 
 
 def clean_before_start() -> None:
-    """:func:`remove_stale_segments` in /dev/shm, unless ``HNDESC_SHM_CLEAN=0``; one log line
-    when it removed something."""
+    """Stale segments removed from /dev/shm before a process starts ROS.
+
+    :func:`remove_stale_segments` with its defaults, unless the environment has
+    ``HNDESC_SHM_CLEAN=0``; one log line when it removed something.
+    """
     if os.environ.get('HNDESC_SHM_CLEAN', '1') == '0':
         return
     removed, freed = remove_stale_segments()
