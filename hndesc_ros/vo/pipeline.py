@@ -50,6 +50,8 @@ class PairFeatures:
             images, extracted if KLT cannot track it.
         disparities: block stereo's disparity maps of the pair (``matching.stereo_method:
             block``), for pixels other than the keypoints (landmarks re-observed by KLT).
+        noisy: the pair was blurred against its noise (``features.max_noise``): no KLT
+            re-observation in it.
     """
 
     left: Optional[Features]
@@ -60,6 +62,7 @@ class PairFeatures:
     image: Optional[np.ndarray] = None
     pair: Optional[Tuple[np.ndarray, Optional[np.ndarray]]] = None
     disparities: Optional[BlockDisparities] = None
+    noisy: bool = False
 
 
 def uses_static_frontend(cfg: Config) -> bool:
@@ -140,14 +143,16 @@ class StereoFrontend:
 
         Pairs left to KLT (:meth:`_left_to_klt`) keep their prepared images for :meth:`track`
         (KLT, or extraction if KLT fails). A pair that ``features.max_noise`` had to blur is
-        always extracted."""
+        always extracted, and KLT re-observes no landmark in it."""
         t0 = time.perf_counter()
         left, right, noisy = self._prepare(left, right)
         if self._left_to_klt(stamp) and not noisy:  # KLT assumes clean images
             return PairFeatures(None, None, None, None,
                                 {'prepare': (time.perf_counter() - t0) * 1e3}, to_gray(left),
                                 (left, right))
-        return self._extract(left, right, t0)
+        pf = self._extract(left, right, t0)
+        pf.noisy = noisy
+        return pf
 
     def _left_to_klt(self, stamp: Optional[float]) -> bool:
         """Whether the pair with this stamp (s; None: unknown) is left to KLT.
@@ -277,7 +282,8 @@ class StereoFrontend:
             maps, m = pf.disparities, self.cfg.matching
             obs = self.tracker.track(pf.left, u_right, stamp, index, pf.image,
                                      None if maps is None else
-                                     (lambda xy: block_lookup(maps, xy, m)))
+                                     (lambda xy: block_lookup(maps, xy, m)),
+                                     reobserve=not pf.noisy)  # KLT assumes clean images
         obs.timings.update(pf.timings)
         return obs
 

@@ -211,9 +211,6 @@ class MapTracker:
         self._older = None    # ... and of the frame before it
         self._refined = None  # (frame, T_world_cam) of the latest frame that refined points
         self.last_observed = 0  # landmarks the last frame observed
-        # landmarks the last frame with features found by descriptor or started (those KLT
-        # re-observed there are left out; a KLT frame in between changes nothing)
-        self.last_matchable = 0
 
     def apply_map_update(self, ids: np.ndarray, points: np.ndarray) -> int:
         """Landmark positions refined by the mapper (world frame)."""
@@ -259,13 +256,19 @@ class MapTracker:
 
     def track(self, feats: Features, u_right: np.ndarray, stamp: float = 0.0,
               index: int = 0, image: Optional[np.ndarray] = None,
-              stereo_at: Optional[Callable[[np.ndarray], np.ndarray]] = None) -> Observations:
+              stereo_at: Optional[Callable[[np.ndarray], np.ndarray]] = None,
+              reobserve: bool = True) -> Observations:
         """One frame: left Features and (N,) right u of each keypoint (NaN: no stereo).
 
-        With ``image`` (the (H, W) uint8 left image) and ``vo.klt_reobserve``, landmarks of the
-        last frame that no keypoint here matched are followed by KLT (:meth:`_reobserve`);
-        ``stereo_at`` ((K, 2) pixels -> (K,) right u, NaN: none), when given, gives them
-        stereo.
+        With ``image`` (the (H, W) uint8 left image), ``vo.klt_reobserve`` and ``reobserve``,
+        landmarks of the last frame that no keypoint here matched are followed by KLT
+        (:meth:`_reobserve`); ``stereo_at`` ((K, 2) pixels -> (K,) right u, NaN: none), when
+        given, gives them stereo. The front end passes ``reobserve=False`` for a pair it
+        blurred against its noise, as it tracks no such pair by KLT: KLT assumes clean images.
+        On six dark copies of KITTI 06 (every pair blurred), the re-observations had moved
+        the disparity offset on two (ATE 0.127 and 0.048 m, against 0.025-0.037 m without
+        them), and they made half of the dark frames look weakly tracked, which sent them
+        through the stand-still and whole-map starts of :meth:`_pose_search`.
 
         Returns:
             Observations: matched landmarks (PnP inliers) and the new landmarks started here.
@@ -316,9 +319,8 @@ class MapTracker:
         keep = ids >= 0
         obs_ids, obs_uv = ids[keep], feats.keypoints[keep]
         obs_ur, obs_sc, obs_noise = u_right[keep], feats.scores[keep], noise[keep]
-        self.last_matchable = len(obs_ids)
         if image is not None:  # the next KLT frame (or re-observation) starts from here
-            if c.klt_reobserve and tracked:
+            if c.klt_reobserve and tracked and reobserve:
                 k_ids, k_uv, k_ur = self._reobserve(image, T_new, obs_ids,
                                                     max(0, c.klt_max_landmarks - matched),
                                                     stereo_at)
@@ -355,10 +357,9 @@ class MapTracker:
         """The pose of a frame with features, from the best supported of a few starts.
 
         First the constant-velocity prediction ``guess`` (T_world_cam). When that explains
-        fewer than ``MIN_TRACKED_SHARE`` of the landmarks the last frame with features found
-        by descriptor or started (``last_matchable``), the motion model may be what is wrong
-        (a sudden stop, a start, a jolt): the last pose (standing still) is tried too, and if
-        that is weak as well, the whole local map without windows (relocalisation).
+        fewer than ``MIN_TRACKED_SHARE`` of the last frame's landmarks, the motion model may be
+        what is wrong (a sudden stop, a start, a jolt): the last pose (standing still) is tried
+        too, and if that is weak as well, the whole local map without windows (relocalisation).
         The start with the most PnP inliers wins; a narrow search at its pose then collects
         every landmark it explains and refines it.
 
@@ -368,11 +369,7 @@ class MapTracker:
         c = self.cfg
         # wider while the motion is unknown (the second frame)
         wide = self.search_px * (3.0 if self.frames == 1 else 1.0)
-        # a share of what descriptors found last time: the landmarks KLT re-observed there
-        # are those the descriptors had already missed (vo.klt_reobserve; in the dark copies
-        # of KITTI, half of a frame's landmarks), and counting them sent every other dark
-        # frame through the two other starts (23 ms a frame, no better pose)
-        need = max(c.min_inliers, MIN_TRACKED_SHARE * self.last_matchable)
+        need = max(c.min_inliers, MIN_TRACKED_SHARE * self.last_observed)
         best = self._solve_at(feats, guess, wide) + (False,)
         if len(best[1]) < need and not np.allclose(self.motion.T, guess):
             still = self._solve_at(feats, self.motion.T, wide) + (False,)
