@@ -113,3 +113,22 @@ def test_a_crashed_participants_segment_goes_and_a_live_ones_stays():
         if (SHM / name).exists():
             os.utime(SHM / name, (then, then))
     remove_stale_segments()
+
+
+def test_every_process_start_cleans_up_silently():
+    """init_ros (every node and tool) removes a stale segment before it starts ROS, and says
+    nothing on stderr about it: a start that fails must still fail with one line."""
+    name = f'fastdds_{os.urandom(8).hex()}'
+    if not SHM.is_dir():
+        pytest.skip('no /dev/shm')
+    stale = _segment(SHM, name, 4096)
+    try:
+        r = subprocess.run([sys.executable, '-c', 'import rclpy\n'
+                            'from hndesc_ros.ros.common import init_ros\n'
+                            'init_ros()\nrclpy.shutdown()'],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and r.stderr == '', r.stderr
+        assert not stale.exists() and not Path(f'{stale}_el').exists()
+    finally:
+        for f in (stale, Path(f'{stale}_el')):
+            f.unlink(missing_ok=True)

@@ -89,12 +89,12 @@ def clean_before_start() -> None:
     """Stale segments removed from /dev/shm before a process starts ROS.
 
     :func:`remove_stale_segments` with its defaults, unless the environment has
-    ``HNDESC_SHM_CLEAN=0``; one log line when it removed something.
+    ``HNDESC_SHM_CLEAN=0``; what it removed is logged at INFO, so that a start that fails
+    still says why in one line (a process that configures no logging prints nothing).
     """
     if os.environ.get('HNDESC_SHM_CLEAN', '1') == '0':
         return
     removed, freed = remove_stale_segments()
     if removed:
-        LOG.warning('removed %d Fast DDS shared-memory segment(s) (%.1f MB) left in %s by '
-                    'processes that ended without closing them', removed, freed / 2 ** 20,
-                    SHM_DIR)
+        LOG.info('removed %d Fast DDS shared-memory segment(s) (%.1f MB) left in %s by '
+                 'processes that ended without closing them', removed, freed / 2 ** 20, SHM_DIR)
