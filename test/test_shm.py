@@ -126,6 +126,7 @@ def test_every_process_start_cleans_up_silently():
         r = subprocess.run([sys.executable, '-c', 'import rclpy\n'
                             'from hndesc_ros.ros.common import init_ros\n'
                             'init_ros()\nrclpy.shutdown()'],
+                           env={**os.environ, 'HNDESC_SHM_CLEAN': '1'},
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 0 and r.stderr == '', r.stderr
         assert not stale.exists() and not Path(f'{stale}_el').exists()

@@ -266,9 +266,9 @@ class MapTracker:
         given, gives them stereo. The front end passes ``reobserve=False`` for a pair it
         blurred against its noise, as it tracks no such pair by KLT: KLT assumes clean images.
         On six dark copies of KITTI 06 (every pair blurred), the re-observations had moved
-        the disparity offset on two (ATE 0.127 and 0.048 m, against 0.025-0.037 m without
-        them), and they made half of the dark frames look weakly tracked, which sent them
-        through the stand-still and whole-map starts of :meth:`_pose_search`.
+        the disparity offset on one (ATE 0.127 m; 0.025-0.037 m on all six without them),
+        and they made half of the dark frames look weakly tracked, which sent them through
+        the stand-still and whole-map starts of :meth:`_pose_search`.
 
         Returns:
             Observations: matched landmarks (PnP inliers) and the new landmarks started here.
