@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Light that changes: the shared KITTI sequences under flicker, dark, exposure steps and motion
-blur (``hndesc_ros.datasets.variants``, the same change for both images of a pair), through
+blur, and with nothing but fresh sensor noise (``grain``; ``hndesc_ros.datasets.variants``,
+the same change for both images of a pair), through
 hndesc (default and RootSIFT) and ORB-SLAM3 (stereo, ``../shared/tools/orbslam3_peer.py``,
 median of ``--runs``), in one run.
 
     python bench/robustness.py [--sequences 06 01] [--extractors residual-small rootsift]
-                               [--light flicker dark steps blur] [--runs 3]
+                               [--light flicker dark steps blur grain] [--runs 3]
                                [--seeds 0 [1 ...]] [--set key=value ...] [--json FILE]
 
 Per variant and system: ATE, frames lost, the ratio to the same system's clean ATE, and the
@@ -19,6 +20,10 @@ A variant is one draw of its change (``--seeds``: the flicker's gains, the dark'
 51-frame sequence the draw alone moves the ATE by tens of per cent, so several seeds give the
 spread, and the summary at the end gives each system's median over them, its worst ratio to
 the clean ATE and to ORB-SLAM3's, and on how many draws the first extractor beat the second.
+The clean ATE is one draw too: ``grain`` (sensor noise of 0.7 grey levels, the light
+unchanged) moves it as much, so the summary also gives each system's clean reference (the
+clean run and the grain draws) and every change's median over that reference's median: a
+change that costs nothing sits at about 1x, inside the reference's range.
 """
 import argparse
 import os
@@ -36,7 +41,7 @@ from hndesc_ros.datasets.variants import write_variant  # noqa: E402
 from hndesc_ros.runner import run_sequence  # noqa: E402
 from peers import SHARED, orbslam3, write_rows  # noqa: E402
 
-DRAWN = ('flicker', 'dark')  # the changes drawn at random (the others: one variant, any seed)
+DRAWN = ('flicker', 'dark', 'grain')  # drawn at random (the others: one variant, any seed)
 
 
 def main() -> int:
@@ -110,21 +115,30 @@ def run_variant(args, over: dict, name: str, light: str, seed, seq_dir: Path, cl
 
 def summarise(rows: list, extractors: list) -> None:
     """Per sequence, change and system over the seeds: the median ATE, the worst ratios to the
-    clean ATE and to ORB-SLAM3's (ATE, and frames/s), frames lost; and the draws on which the
+    clean ATE and to ORB-SLAM3's (ATE, and frames/s), frames lost, and the median over the
+    clean reference's (the clean run and the ``grain`` draws); and the draws on which the
     first extractor's ATE was below the second's."""
-    groups = {}
+    groups, reference = {}, {}
     for r in rows:
+        if r['light'] in ('clean', 'grain'):
+            reference.setdefault((r['sequence'], r['system']), []).append(r['ate_m'])
         if r['light'] != 'clean':
             groups.setdefault((r['sequence'], r['light'], r['system']), []).append(r)
-    print('\nover the draws (median ATE; worst ratios):')
+    print('\nclean reference (the clean run and the grain draws: ATE median, range):')
+    for (name, system), ates in reference.items():
+        print(f'{name} {system:<22} {statistics.median(ates):.3f} m ({min(ates):.3f} to '
+              f'{max(ates):.3f}) over {len(ates)}')
+    print('\nover the draws (median ATE; worst ratios; median over the clean reference):')
     for (name, light, system), rs in groups.items():
         vs = [r['vs_orbslam3'] for r in rs if r.get('vs_orbslam3')]
         speed = [r['fps_ratio'] for r in rs if r.get('fps_ratio')]
         peer = f', worst {max(vs):.2f}x ORB-SLAM3 (ATE)' if vs else ''
         peer += f' and {min(speed):.2f}x (frames/s)' if speed else ''
-        print(f"{name} {light:<8} {system:<22} ATE {statistics.median(r['ate_m'] for r in rs):.3f}"
-              f" m over {len(rs)}, worst {max(r['vs_clean'] for r in rs):.2f}x clean{peer}, "
-              f"lost {sum(r['lost'] for r in rs)}")
+        median = statistics.median(r['ate_m'] for r in rs)
+        ref = statistics.median(reference[(name, system)])
+        print(f"{name} {light:<8} {system:<22} ATE {median:.3f} m over {len(rs)}, worst "
+              f"{max(r['vs_clean'] for r in rs):.2f}x clean{peer}, {median / ref:.2f}x the "
+              f"reference, lost {sum(r['lost'] for r in rs)}")
         if len(extractors) > 1 and system == f'hndesc {extractors[1]}':
             first = groups[(name, light, f'hndesc {extractors[0]}')]
             wins = sum(a['ate_m'] < b['ate_m'] for a, b in zip(first, rs))

@@ -10,7 +10,7 @@ from hndesc_ros.datasets.kitti import KittiSequence
 from hndesc_ros.datasets.variants import change_light, light_params, write_variant
 from hndesc_ros.errors import HndescError
 from hndesc_ros.features import Sift
-from hndesc_ros.features.image import normalise_light, stretch_levels
+from hndesc_ros.features.image import normalise_light, stretch_levels, suppress_noise
 
 
 def test_light_changes_follow_their_definitions(kitti_frame):
@@ -29,6 +29,13 @@ def test_light_changes_follow_their_definitions(kitti_frame):
     dy = np.abs(np.diff(blur.astype(float), axis=0)).mean() / np.abs(
         np.diff(kitti_frame.astype(float), axis=0)).mean()
     assert dx < 0.6 and dx < dy
+    # grain: the same light with invisible noise (the clean ATE's own spread, bench/robustness),
+    # which the front end neither stretches nor blurs as it would a dark pair
+    grain = change_light(kitti_frame, light_params('grain', 0, rng), rng)
+    diff = grain.astype(float) - kitti_frame
+    assert abs(diff.mean()) < 0.05 and 0.5 < diff.std() < 0.9 and np.abs(diff).max() <= 4
+    lit = normalise_light([grain], 'stretch')
+    assert lit[0] is grain and suppress_noise(lit, load_config().features.max_noise)[0] is grain
     with pytest.raises(HndescError, match='unknown light change'):
         light_params('fog', 0, rng)
 

@@ -47,7 +47,13 @@ def add_sensor_noise(image: np.ndarray, sigma: float, rng: np.random.Generator) 
 #: ``flicker`` a gain drawn from U(0.45, 1.6) every frame; ``dark`` gamma 1.6, gain 0.18 and
 #: sensor noise of 3 grey levels (dusk, a tunnel); ``steps`` a gain of 0.35 on every other
 #: block of 5 frames (auto-exposure hunting); ``blur`` a horizontal motion blur over 0.6 % of
-#: the image width. (The names: :data:`hndesc_ros.config.LIGHT_CHANGES`.)
+#: the image width; ``grain`` the same light with sensor noise of 0.7 grey levels (under the
+#: camera's own; invisible): another recording of the same drive, whose draws show how far the
+#: clean ATE moves when nothing but the noise does. (The names:
+#: :data:`hndesc_ros.config.LIGHT_CHANGES`.)
+
+
+GRAIN_SIGMA = 0.7  # grey levels of the ``grain`` change
 
 
 def light_params(kind: str, k: int, rng: np.random.Generator) -> dict:
@@ -61,6 +67,8 @@ def light_params(kind: str, k: int, rng: np.random.Generator) -> dict:
         return {'gain': 0.35 if (k // 5) % 2 else 1.0}
     if kind == 'blur':
         return {'blur': 0.006}
+    if kind == 'grain':
+        return {'noise': GRAIN_SIGMA}
     raise HndescError(f'unknown light change {kind!r} (one of {", ".join(LIGHT_CHANGES)})')
 
 
