@@ -272,3 +272,34 @@ def test_a_half_size_camera_is_tracked_like_the_full_one(tmp_path):
     m = run_sequence(seq, load_config())['metrics']
     assert m['tracking_lost'] == 0
     assert m['ate_sim3_m'] < 0.15
+
+
+def test_tracking_comes_back_after_a_blackout(kitti06, tmp_path):
+    """Six black pairs in real KITTI 06 (frames 20-25: a covered lens, 6 m driven unseen):
+    those six are lost and carried by the constant-velocity prediction, and frame 26 is
+    tracked against landmarks last refined at frame 19. Seen from 6 m farther on, their
+    depth errors reproject: at the 1.5 px PnP gate only 29 of the 131 matches passed, the
+    pose jumped 0.09 m and the ATE was 0.067 m. Gated by each landmark's own projected
+    uncertainty (``MapTracker._gates``), 89 pass; measured: ATE 0.035 m, a 0.009 m jump."""
+    import os
+
+    import cv2
+
+    from hndesc_ros.datasets.kitti import write_sequence_files
+    src = KittiSequence(kitti06)
+    out = write_sequence_files(tmp_path, '06', src.calib, src.times, src.gt_relative())
+    for cam, folder in (('image_0', src.left_dir), ('image_1', src.right_dir)):
+        (out / cam).mkdir()
+        for name in src.names:
+            if 20 <= int(name.split('.')[0]) <= 25:
+                cv2.imwrite(str(out / cam / name), np.zeros((370, 1226), np.uint8))
+            else:
+                os.symlink(folder / name, out / cam / name)
+    r = run_sequence(KittiSequence(out), load_config())
+    m = r['metrics']
+    assert m['tracking_lost'] == 6
+    assert [k for k, res in enumerate(r['results']) if not res.tracked] == list(range(20, 26))
+    gt = KittiSequence(out).gt
+    error = [np.linalg.norm(res.T_world_cam[:3, 3] - gt[res.index][:3, 3]) for res in r['results']]
+    assert abs(error[26] - error[25]) < 0.045  # the re-acquired pose (0.009; 0.090 before)
+    assert m['ate_rmse_m'] < 0.05
