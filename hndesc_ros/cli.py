@@ -141,7 +141,8 @@ def cmd_kitti(args) -> int:
 
 
 def cmd_variant(args) -> int:
-    """Write a variant of a KITTI sequence (stops, ping-pong, light) as a new sequence."""
+    """Write a variant of a KITTI sequence (stops, ping-pong, blackouts, light) as a new
+    sequence."""
     from hndesc_ros.datasets.kitti import KittiSequence
     from hndesc_ros.datasets.variants import ping_pong_order, write_variant
     count = len(KittiSequence(args.sequence))
@@ -159,9 +160,19 @@ def cmd_variant(args) -> int:
         if pos < 0:
             raise HndescError(f'--stop {stop}: frame {at} is not in the sequence (0..{count - 1})')
         order[pos + 1:pos + 1] = [at] * length
+    black = []
+    for spec in args.blackout:
+        try:
+            at, length = (int(v) for v in spec.split(':'))
+        except ValueError:
+            raise HndescError(f'--blackout {spec}: expected FRAME:LENGTH, e.g. 20:6') from None
+        if at < 0 or length < 1 or at + length > len(order):
+            raise HndescError(f'--blackout {spec}: frames {at}..{at + length - 1} are not all '
+                              f'in the variant (0..{len(order) - 1})')
+        black += range(at, at + length)
     seq_dir = write_variant(args.sequence, args.out, order, noise_sigma=args.noise, seed=args.seed,
                             poses=args.poses, light=args.light, scale=args.scale,
-                            right_shift=args.right_shift)
+                            right_shift=args.right_shift, blackout=black)
     print(f'{len(order)} frames ({count} source frames) -> {seq_dir}')
     return 0
 
@@ -286,6 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument('--stop', action='append', default=[], metavar='FRAME:LENGTH',
                    help='stand still at FRAME for LENGTH more frames (repeatable)')
     s.add_argument('--ping-pong', action='store_true', help='forwards, then back to frame 0')
+    s.add_argument('--blackout', action='append', default=[], metavar='FRAME:LENGTH',
+                   help='LENGTH black pairs from frame FRAME of the variant on (a covered lens; '
+                   'the camera moves on unseen; repeatable)')
     s.add_argument('--light', choices=LIGHT_CHANGES, help='change the light of every pair: '
                    'flicker (gain U(0.45, 1.6) a frame), dark (gamma 1.6, gain 0.18, noise 3), '
                    'steps (gain 0.35 on every other 5 frames), blur (motion, 0.6 %% of the '

@@ -40,7 +40,11 @@ def test_bad_input_exits_2_with_one_line(tmp_path, kitti06):
     for args in (['match', bad, kitti06 / 'image_0' / '000000.png', '--out', tmp_path / 'x'],
                  ['extract', tmp_path / 'missing.png', '--out', tmp_path],
                  ['eval-traj', '--gt', bad, '--est', bad],
-                 ['kitti', '--sequence', tmp_path, '--out', tmp_path / 'o']):
+                 ['kitti', '--sequence', tmp_path, '--out', tmp_path / 'o'],
+                 ['variant', '--sequence', kitti06, '--out', tmp_path / 'v', '--blackout',
+                  '48:5'],   # past the last of its 51 frames
+                 ['variant', '--sequence', kitti06, '--out', tmp_path / 'v', '--blackout',
+                  'twenty']):
         r = run(*args)
         assert r.returncode == 2, (args, r.stderr)
         lines = r.stderr.strip().splitlines()

@@ -112,7 +112,8 @@ def write_scaled_calib(src: Path, dst: Path, sx: float, sy: float) -> None:
 def write_variant(seq_dir: str | Path, out_dir: str | Path, order: Sequence[int],
                   name: Optional[str] = None, noise_sigma: float = 2.0, seed: int = 0,
                   poses: Optional[str | Path] = None, light: Optional[str] = None,
-                  scale: float = 1.0, right_shift: float = 0.0) -> Path:
+                  scale: float = 1.0, right_shift: float = 0.0,
+                  blackout: Sequence[int] = ()) -> Path:
     """Write the frames ``order`` of a KITTI sequence as a new KITTI sequence.
 
     A frame's first appearance is copied byte for byte; every later appearance (a stop, the
@@ -135,6 +136,8 @@ def write_variant(seq_dir: str | Path, out_dir: str | Path, order: Sequence[int]
             detail is added); the projection matrices in ``calib.txt`` scaled to match.
         right_shift: px the right image is moved to the right (sub-pixel, cubic), as a
             rectification that leaves a disparity offset would; after ``scale``.
+        blackout: output frame numbers (positions in ``order``) written as black pairs (a
+            covered lens, video lost): the camera moves on unseen, the ground truth with it.
     Returns:
         The new sequence folder.
     """
@@ -155,10 +158,17 @@ def write_variant(seq_dir: str | Path, out_dir: str | Path, order: Sequence[int]
                        size[1] / src.calib.height)
     if light is not None:
         light_params(light, 0, np.random.default_rng(0))  # an unknown name fails here
+    black = set(blackout)
+    if black and not black <= set(range(len(order))):
+        raise HndescError(f'blackout frames out of range: the variant has {len(order)} frames')
     rng = np.random.default_rng(seed)
     seen = set()
     for k, i in enumerate(order):
         dst = f'{k:06d}.png'
+        if k in black:
+            for side in sides:
+                cv2.imwrite(str(out / side.name / dst), np.zeros(size[::-1], np.uint8))
+            continue
         repeat = i in seen
         seen.add(i)
         if not repeat and light is None and scale == 1 and not right_shift:
