@@ -419,8 +419,12 @@ class MapTracker:
         T_cw = inv(T_world_cam)
         J = stereo_projection(transform_points(T_cw, self.map.points[rows]),
                               self.calib)[1][:, :2] @ T_cw[:3, :3]       # (K, 2, 3) px / m
-        cov = np.linalg.inv(self.map.info[rows])                          # (K, 3, 3) m^2
+        try:
+            cov = np.linalg.inv(self.map.info[rows])                      # (K, 3, 3) m^2
+        except np.linalg.LinAlgError:  # a degenerate point: no widening for this frame
+            return c.pnp_reprojection_px
         var = np.einsum('kij,kjl,kil->k', J, cov, J)  # u and v variances summed (px^2)
+        var = np.where(np.isfinite(var) & (var > 0), var, 0.0)
         return c.pnp_reprojection_px * np.sqrt(1.0 + var / c.pixel_sigma ** 2)
 
     def _refine(self, rows: np.ndarray, T_world_cam: np.ndarray, uv: np.ndarray,
