@@ -18,6 +18,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Dict, List
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -29,8 +30,17 @@ from hndesc_ros.runner import run_sequence  # noqa: E402
 from peers import SHARED, orbslam3, write_rows  # noqa: E402
 
 
-def blackouts(count: int) -> dict:
-    """{copy name: output frames written black} for a sequence of ``count`` frames."""
+def blackouts(count: int) -> Dict[str, List[int]]:
+    """The copies of a sequence of ``count`` frames (at least 5).
+
+    Args:
+        count: frames of the sequence.
+    Returns:
+        {copy name: output frames written black}: none, 12 % of them from 40 % on (at least
+        2), and 2 from 60 % on.
+    """
+    if count < 5:
+        raise SystemExit(f'bench/blackout.py: {count} frames is too short for a blackout')
     long_at, long_len = int(0.4 * count), max(2, round(0.12 * count))
     short_at = int(0.6 * count)
     return {'clean': [],

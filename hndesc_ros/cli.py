@@ -166,7 +166,9 @@ def cmd_variant(args) -> int:
             at, length = (int(v) for v in spec.split(':'))
         except ValueError:
             raise HndescError(f'--blackout {spec}: expected FRAME:LENGTH, e.g. 20:6') from None
-        if at < 0 or length < 1 or at + length > len(order):
+        if length < 1:
+            raise HndescError(f'--blackout {spec}: the length must be >= 1')
+        if at < 0 or at + length > len(order):
             raise HndescError(f'--blackout {spec}: frames {at}..{at + length - 1} are not all '
                               f'in the variant (0..{len(order) - 1})')
         black += range(at, at + length)

@@ -309,3 +309,30 @@ def test_a_klt_frame_reports_every_followed_landmark_to_the_back_end():
     off = wrong & (shift > 4.0)           # 2/3 of the shift off: beyond the 1.5 px gate
     assert off.sum() >= 10 and not seen[off].any()
     assert seen[~wrong].mean() > 0.9
+
+
+def test_after_lost_frames_each_landmark_is_gated_by_its_own_uncertainty():
+    """Frames tracked in a row gate every landmark at ``vo.pnp_reprojection_px``; after lost
+    frames each landmark's gate widens by its point's projected uncertainty: a point known to
+    a metre (the map's default information) gets a wider gate than one known to a centimetre,
+    never more than the search window, and a degenerate information still gives a finite
+    gate. ``refine_pnp`` keeps a point 3 px off under a 4 px gate of its own and drops it
+    under the common 1.5 px (synthetic: the exact errors are needed)."""
+    from hndesc_ros.vo.geometry import refine_pnp
+    pts, desc = world(60)
+    tr = MapTracker(CALIB)
+    tr.map.add(np.arange(60), pts, desc, 0)               # information: 1 / m^2
+    tr.map.info[:30] *= 1e4                                # the first half known to 1 cm
+    tr.map.info[0] = 0.0                                   # degenerate
+    rows, T = np.arange(60), np.eye(4)
+    assert tr._gates(rows, T) == tr.cfg.pnp_reprojection_px
+    tr.unseen = 1
+    g = tr._gates(rows, T)
+    assert g.shape == (60,) and np.all(np.isfinite(g)) and np.all(g <= tr.search_px)
+    assert np.all(g >= tr.cfg.pnp_reprojection_px)
+    assert np.median(g[30:]) > 2 * np.median(g[1:30])
+    uv = project(pts, T, CALIB)
+    uv[:10, 0] += 3.0
+    gates = np.where(np.arange(60) < 10, 4.0, 1.5)
+    assert set(range(10)) <= set(refine_pnp(pts, uv, CALIB, T, gates)[1].tolist())
+    assert not set(range(10)) & set(refine_pnp(pts, uv, CALIB, T, 1.5)[1].tolist())

@@ -138,12 +138,17 @@ def write_variant(seq_dir: str | Path, out_dir: str | Path, order: Sequence[int]
             rectification that leaves a disparity offset would; after ``scale``.
         blackout: output frame numbers (positions in ``order``) written as black pairs (a
             covered lens, video lost): the camera moves on unseen, the ground truth with it.
+            A black frame draws no light or noise: the draws after it differ from those of
+            the same variant without the blackout.
     Returns:
         The new sequence folder.
     """
     src = KittiSequence(seq_dir, poses=poses)
     if not len(order) or min(order) < 0 or max(order) >= len(src):
         raise HndescError(f'frame order out of range: the source has {len(src)} frames')
+    black = set(blackout)
+    if not black <= set(range(len(order))):
+        raise HndescError(f'blackout frames out of range: the variant has {len(order)} frames')
     name = name or src.dir.name
     out = Path(out_dir) / 'sequences' / name
     sides = [src.left_dir] + ([] if src.mono else [src.right_dir])
@@ -158,9 +163,6 @@ def write_variant(seq_dir: str | Path, out_dir: str | Path, order: Sequence[int]
                        size[1] / src.calib.height)
     if light is not None:
         light_params(light, 0, np.random.default_rng(0))  # an unknown name fails here
-    black = set(blackout)
-    if black and not black <= set(range(len(order))):
-        raise HndescError(f'blackout frames out of range: the variant has {len(order)} frames')
     rng = np.random.default_rng(seed)
     seen = set()
     for k, i in enumerate(order):

@@ -5,7 +5,7 @@ Rigid-transform helpers live in :mod:`hndesc_ros.se3`.
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Optional, Tuple, Union
 
 import cv2
 import numpy as np
@@ -87,7 +87,7 @@ def solve_pnp(points: np.ndarray, pixels: np.ndarray, calib: StereoCalib,
 
 
 def reprojection_inliers(points: np.ndarray, pixels: np.ndarray, T_cur_ref: np.ndarray,
-                         calib: StereoCalib, gate_px) -> np.ndarray:
+                         calib: StereoCalib, gate_px: Union[float, np.ndarray]) -> np.ndarray:
     """Indices of the (N, 3) points in front of the camera that project within ``gate_px``
     (one gate, or (N,) gates) of their (N, 2) pixels."""
     err = np.linalg.norm(project(points, T_cur_ref, calib) - pixels, axis=1)
@@ -96,8 +96,9 @@ def reprojection_inliers(points: np.ndarray, pixels: np.ndarray, T_cur_ref: np.n
 
 
 def refine_pnp(points: np.ndarray, pixels: np.ndarray, calib: StereoCalib,
-               T_cur_ref: np.ndarray, reproj_px=1.5,
-               coarse_px=None) -> Tuple[np.ndarray, np.ndarray]:
+               T_cur_ref: np.ndarray, reproj_px: Union[float, np.ndarray] = 1.5,
+               coarse_px: Optional[Union[float, np.ndarray]] = None
+               ) -> Tuple[np.ndarray, np.ndarray]:
     """Motion-only refinement (no RANSAC) from an initial pose: Levenberg-Marquardt on the
     points that reproject within a gate, twice at ``reproj_px`` (after one round at
     ``coarse_px`` when the start is only a prediction). Each gate is one value for every
@@ -122,7 +123,8 @@ def refine_pnp(points: np.ndarray, pixels: np.ndarray, calib: StereoCalib,
 
 
 def pnp_from_prediction(points: np.ndarray, pixels: np.ndarray, calib: StereoCalib,
-                        T_guess: np.ndarray, reproj_px, iterations: int,
+                        T_guess: np.ndarray, reproj_px: Union[float, np.ndarray],
+                        iterations: int,
                         min_inliers: int, min_share: float
                         ) -> Tuple[Optional[np.ndarray], np.ndarray]:
     """Pose from a good prediction: :func:`refine_pnp` from ``T_guess`` (T_cur_ref), and
@@ -130,7 +132,8 @@ def pnp_from_prediction(points: np.ndarray, pixels: np.ndarray, calib: StereoCal
     ``min_share`` of the (N,) correspondences (the prediction was off). Of the two, the pose
     with more inliers wins: RANSAC's minimal samples can settle on a worse pose than the
     refinement found (a flickering frame of KITTI 01: 82 inliers 0.31 m off, against 92).
-    ``reproj_px``: one gate, or (N,) gates (RANSAC then takes their median).
+    ``reproj_px``: one gate, or (N,) gates (RANSAC then samples at their median, and its
+    pose's inliers are counted at each point's own gate).
 
     Returns:
         (T_cur_ref 4x4 or None, inlier indices (M,)).
@@ -139,6 +142,8 @@ def pnp_from_prediction(points: np.ndarray, pixels: np.ndarray, calib: StereoCal
     if len(inl) < max(min_inliers, min_share * len(points)):
         T_r, inl_r = solve_pnp(points, pixels, calib, T_guess, float(np.median(reproj_px)),
                                iterations)
+        if T_r is not None and np.ndim(reproj_px):
+            inl_r = reprojection_inliers(points, pixels, T_r, calib, reproj_px)
         if T_r is not None and len(inl_r) >= len(inl):
             T, inl = T_r, inl_r
         elif len(inl) < 6:  # refine_pnp gave up (too few points in its gate)

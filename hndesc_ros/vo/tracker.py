@@ -16,7 +16,7 @@ Both return :class:`~hndesc_ros.types.Observations`, the contract with the back 
 from __future__ import annotations
 
 import time
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple, Union
 
 import cv2
 import numpy as np
@@ -395,37 +395,38 @@ class MapTracker:
             return None, rows[:0], kp[:0], False
         return T_ref, rows[inl], kp[inl], relocalised
 
-    def _gates(self, rows: np.ndarray, T_world_cam: np.ndarray):
-        """PnP gates (px) for the landmarks at map ``rows`` seen from ``T_world_cam``:
-        ``vo.pnp_reprojection_px`` while the map is tracked frame after frame (its points were
-        refined a frame ago), and one gate per landmark on a frame that follows lost frames
-        (``unseen``), widened by that landmark's own projected uncertainty.
+    def _gates(self, rows: np.ndarray, T_world_cam: np.ndarray) -> Union[float, np.ndarray]:
+        """PnP gates (px) for the landmarks at map ``rows`` seen from ``T_world_cam``.
 
-        After a loss the landmarks were last measured where the camera was before it, and
-        are seen from farther on: each point's error (mostly its depth, along its old ray)
-        reprojects to pixels it did not when it was last refined. Its covariance (the
-        inverse of its information) taken to this camera's pixels is added to the
-        measurement's ``vo.pixel_sigma``, so that a near point, whose depth error now shows,
-        keeps its match, and a well-known one keeps its tight gate. On KITTI 06 with six black
-        frames (6 m driven unseen), 89 of the 131 matches pass instead of 29 at 1.5 px, the
-        re-acquired pose moves 0.009 m instead of 0.090, and the ATE is 0.035 m instead of
-        0.067 (test_vo_kitti.py).
+        While the map is tracked frame after frame (its points were refined a frame ago) the
+        gate is ``vo.pnp_reprojection_px``. On a frame that follows lost frames (``unseen``:
+        black pairs, a covered lens) each landmark gets its own gate, widened by its own
+        projected uncertainty: the landmarks were last measured where the camera was before
+        the loss, and each point's error (mostly its depth, along its old ray) now reprojects
+        to pixels it did not then. The point's covariance (the inverse of the information the
+        tracker keeps) taken to this camera's pixels adds to the two coordinates' noise
+        (2 ``vo.pixel_sigma`` squared), and the gate grows by the square root of the ratio. No
+        gate exceeds the search window around the projection (``vo.search_radius_deg``), and
+        a point whose uncertainty cannot be taken (a degenerate information) gets that
+        window. The information is the tracker's own (not the back end's refinement, which
+        moves points without one), so it is on the cautious side.
 
+        Args:
+            rows: (K,) map rows.
+            T_world_cam: 4x4 pose the landmarks are seen from.
         Returns:
-            a float, or (K,) float gates."""
+            ``vo.pnp_reprojection_px``, or (K,) gates after lost frames.
+        """
         c = self.cfg
         if not self.unseen or not len(rows):
             return c.pnp_reprojection_px
         T_cw = inv(T_world_cam)
         J = stereo_projection(transform_points(T_cw, self.map.points[rows]),
                               self.calib)[1][:, :2] @ T_cw[:3, :3]       # (K, 2, 3) px / m
-        try:
-            cov = np.linalg.inv(self.map.info[rows])                      # (K, 3, 3) m^2
-        except np.linalg.LinAlgError:  # a degenerate point: no widening for this frame
-            return c.pnp_reprojection_px
+        cov = np.linalg.inv(self.map.info[rows] + 1e-9 * np.eye(3))        # (K, 3, 3) m^2
         var = np.einsum('kij,kjl,kil->k', J, cov, J)  # u and v variances summed (px^2)
-        var = np.where(np.isfinite(var) & (var > 0), var, 0.0)
-        return c.pnp_reprojection_px * np.sqrt(1.0 + var / c.pixel_sigma ** 2)
+        gates = c.pnp_reprojection_px * np.sqrt(1.0 + var / (2.0 * c.pixel_sigma ** 2))
+        return np.where(np.isfinite(gates), np.minimum(gates, self.search_px), self.search_px)
 
     def _refine(self, rows: np.ndarray, T_world_cam: np.ndarray, uv: np.ndarray,
                 u_right: Optional[np.ndarray], noise: Optional[np.ndarray]) -> None:
@@ -591,6 +592,7 @@ class MapTracker:
         rows, uv = rows[inl], uv[inl]
         T_new = inv(T_cw)
         self.motion.update(T_new, stamp, True)
+        self.unseen = 0
         self.map.seen(rows, self.frames)
         self._refine(rows, T_new, uv, None, None)
         ids = self.map.ids[rows]
