@@ -10,7 +10,7 @@ import logging
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -140,6 +140,15 @@ def cmd_kitti(args) -> int:
     return 0
 
 
+def _frame_length(option: str, value: str, example: str) -> Tuple[int, int]:
+    """(FRAME, LENGTH) of an ``option`` given as FRAME:LENGTH; one line (HndescError) if not."""
+    try:
+        at, length = (int(v) for v in value.split(':'))
+    except ValueError:
+        raise HndescError(f'{option} {value}: expected FRAME:LENGTH, e.g. {example}') from None
+    return at, length
+
+
 def cmd_variant(args) -> int:
     """Write a variant of a KITTI sequence (stops, ping-pong, blackouts, light) as a new
     sequence."""
@@ -150,10 +159,7 @@ def cmd_variant(args) -> int:
     if args.ping_pong:
         order = ping_pong_order(count)
     for stop in args.stop:
-        try:
-            at, length = (int(v) for v in stop.split(':'))
-        except ValueError:
-            raise HndescError(f'--stop {stop}: expected FRAME:LENGTH, e.g. 100:40') from None
+        at, length = _frame_length('--stop', stop, '100:40')
         if length < 0:
             raise HndescError(f'--stop {stop}: the length must be >= 0')
         pos = order.index(at) if at in order else -1
@@ -162,10 +168,7 @@ def cmd_variant(args) -> int:
         order[pos + 1:pos + 1] = [at] * length
     black = []
     for spec in args.blackout:
-        try:
-            at, length = (int(v) for v in spec.split(':'))
-        except ValueError:
-            raise HndescError(f'--blackout {spec}: expected FRAME:LENGTH, e.g. 20:6') from None
+        at, length = _frame_length('--blackout', spec, '20:6')
         if length < 1:
             raise HndescError(f'--blackout {spec}: the length must be >= 1')
         if at < 0 or at + length > len(order):
