@@ -8,6 +8,7 @@ median of ``--runs``), in one run.
     python bench/robustness.py [--sequences 06 01] [--extractors residual-small rootsift]
                                [--light flicker dark steps blur grain] [--runs 3]
                                [--seeds 0 [1 ...]] [--set key=value ...] [--json FILE]
+    python bench/robustness.py --summarise FILE    # the summary of a run saved with --json
 
 Per variant and system: ATE, frames lost, the ratio to the same system's clean ATE, and the
 ratio to ORB-SLAM3's ATE on the same variant, and the shape and scale apart (Sim(3) ATE and
@@ -25,14 +26,21 @@ The clean ATE is one draw too: ``grain`` (sensor noise of 0.7 grey levels, the l
 unchanged) moves it by tens of per cent as well (README, "Light that changes"), so the summary
 also gives each system's clean reference (the clean run and the grain draws) and every
 change's median over that reference's median: a change that costs nothing sits at about 1x,
-inside the reference's range.
+inside the reference's range. With many draws it also tests what the draws can tell apart:
+on how many draws each change stays within 1.3x the clean run, grain's count being what
+invisible noise alone gives; whether a change's ATEs lie above grain's (one-sided
+Mann-Whitney U); and whether the first extractor's wins over the second could be a coin's
+(two-sided sign test), with the median of their paired differences.
 """
 import argparse
+import json
 import os
 import statistics
 import sys
 import tempfile
 from pathlib import Path
+
+from scipy.stats import binomtest, mannwhitneyu
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -45,6 +53,7 @@ from peers import SHARED, orbslam3, write_rows  # noqa: E402
 
 DRAWN = ('flicker', 'dark', 'grain')  # drawn at random (the others: one variant, any seed)
 GRAIN_SEED = 1000  # added to a grain draw's seed: the dark draws take their noise from the seed
+WITHIN = 1.3  # issue #22's bar: a change's ATE at most this times the same system's clean ATE
 
 
 def main() -> int:
@@ -58,7 +67,15 @@ def main() -> int:
                     help='draws of each change (the same seeds make the same variants)')
     ap.add_argument('--set', action='append', default=[], metavar='KEY=VALUE')
     ap.add_argument('--json', help='write every figure here')
+    ap.add_argument('--summarise', metavar='FILE',
+                    help='print the summary of a run saved with --json; run nothing')
     args = ap.parse_args()
+    if args.summarise:
+        rows = json.loads(Path(args.summarise).read_text())
+        summarise(rows, sorted({r['system'][7:] for r in rows if r['system'] != 'ORB-SLAM3'},
+                               key=lambda e: args.extractors.index(e)
+                               if e in args.extractors else len(args.extractors)))
+        return 0
     over = parse_overrides(args.set)
     rows = []
     with tempfile.TemporaryDirectory(prefix='hndesc-light-') as tmp:
@@ -141,14 +158,25 @@ def summarise(rows: list, extractors: list) -> None:
         median = statistics.median(r['ate_m'] for r in rs)
         ref = ('in the reference' if light == 'grain' else
                f"{median / statistics.median(reference[(name, system)]):.2f}x the reference")
+        within = sum(r['vs_clean'] <= WITHIN for r in rs)
         print(f"{name} {light:<8} {system:<22} ATE {median:.3f} m over {len(rs)}, worst "
               f"{max(r['vs_clean'] for r in rs):.2f}x clean{peer}, {ref}, "
+              f"within {WITHIN}x clean on {within} of {len(rs)}, "
               f"lost {sum(r['lost'] for r in rs)}")
+        grain = groups.get((name, 'grain', system), [])
+        if light in DRAWN and light != 'grain' and len(rs) >= 5 and len(grain) >= 5:
+            p = mannwhitneyu([r['ate_m'] for r in rs], [r['ate_m'] for r in grain],
+                             alternative='greater').pvalue
+            print(f'{name} {light:<8} {system:<22} above grain: p = {p:.2f} (one-sided '
+                  'Mann-Whitney U)')
         if len(extractors) > 1 and system == f'hndesc {extractors[1]}':
             first = groups[(name, light, f'hndesc {extractors[0]}')]
-            wins = sum(a['ate_m'] < b['ate_m'] for a, b in zip(first, rs))
+            diff = [a['ate_m'] - b['ate_m'] for a, b in zip(first, rs)]
+            wins, ties = sum(d < 0 for d in diff), sum(d == 0 for d in diff)
+            p = binomtest(wins, len(diff) - ties).pvalue if len(diff) > ties else 1.0
             print(f'{name} {light:<8} {extractors[0]} below {extractors[1]} on {wins} of '
-                  f'{len(rs)} draws')
+                  f'{len(rs)} draws (sign test p = {p:.2f}; paired difference median '
+                  f'{1e3 * statistics.median(diff):+.1f} mm)')
 
 
 if __name__ == '__main__':
