@@ -72,9 +72,9 @@ def main() -> int:
     args = ap.parse_args()
     if args.summarise:
         rows = json.loads(Path(args.summarise).read_text())
-        summarise(rows, sorted({r['system'][7:] for r in rows if r['system'] != 'ORB-SLAM3'},
-                               key=lambda e: args.extractors.index(e)
-                               if e in args.extractors else len(args.extractors)))
+        # the saved run's extractors, in the order it ran them
+        summarise(rows, list(dict.fromkeys(r['system'].removeprefix('hndesc ') for r in rows
+                                           if r['system'] != 'ORB-SLAM3')))
         return 0
     over = parse_overrides(args.set)
     rows = []
