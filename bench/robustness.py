@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """Light that changes: the shared KITTI sequences under flicker, dark, exposure steps and motion
-blur, and with nothing but fresh sensor noise (``grain``; ``hndesc_ros.datasets.variants``,
-the same change for both images of a pair), through
+blur, with nothing but fresh sensor noise (``grain``), and with the dark's noise in good light
+(``noise``; ``hndesc_ros.datasets.variants``, the same change for both images of a pair), through
 hndesc (default and RootSIFT) and ORB-SLAM3 (stereo, ``../shared/tools/orbslam3_peer.py``,
 median of ``--runs``), in one run.
 
     python bench/robustness.py [--sequences 06 01] [--extractors residual-small rootsift]
-                               [--light flicker dark steps blur grain] [--runs 3]
+                               [--light flicker dark steps blur grain noise] [--runs 3]
                                [--seeds 0 [1 ...]] [--set key=value ...] [--json FILE]
     python bench/robustness.py --summarise FILE    # the summary of a run saved with --json
 
@@ -17,8 +17,9 @@ with hndesc's ratio to ORB-SLAM3's on the same variant (a dark pair costs more t
 one: it is blurred, and always extracted). ``--set`` overrides hndesc's config
 (a lever under test).
 
-A variant is one draw of its change (``--seeds``: the flicker's gains, the dark's and the
-grain's noise; the grain's from seed + 1000, so that no grain copy shares a dark one's): on a
+A variant is one draw of its change (``--seeds``: the flicker's gains, the dark's, the grain's
+and the noise's noise; the grain's from seed + 1000 and the noise's from seed + 2000, so that
+no two changes share a draw's noise): on a
 51-frame sequence the draw alone moves the ATE by tens of per cent, so several seeds give the
 spread, and the summary at the end gives each system's median over them, its worst ratio to
 the clean ATE and to ORB-SLAM3's, and on how many draws the first extractor beat the second.
@@ -51,8 +52,9 @@ from hndesc_ros.datasets.variants import write_variant  # noqa: E402
 from hndesc_ros.runner import run_sequence  # noqa: E402
 from peers import SHARED, orbslam3, write_rows  # noqa: E402
 
-DRAWN = ('flicker', 'dark', 'grain')  # drawn at random (the others: one variant, any seed)
-GRAIN_SEED = 1000  # added to a grain draw's seed: the dark draws take their noise from the seed
+DRAWN = ('flicker', 'dark', 'grain', 'noise')  # drawn at random (the others: one variant)
+# added to a draw's seed: the dark draws take their noise from the seed itself
+SEED_OFFSET = {'grain': 1000, 'noise': 2000}
 WITHIN = 1.3  # issue #22's bar: a change's ATE at most this times the same system's clean ATE
 
 
@@ -85,7 +87,7 @@ def main() -> int:
             frames = list(range(len(KittiSequence(src))))
             variants = [('clean', None, src)] + [
                 (light, seed, write_variant(src, Path(tmp) / f'{name}_{light}_{seed}', frames,
-                                            seed=seed + GRAIN_SEED * (light == 'grain'),
+                                            seed=seed + SEED_OFFSET.get(light, 0),
                                             light=light))
                 for seed in args.seeds for light in args.light
                 if seed == args.seeds[0] or light in DRAWN]

@@ -306,7 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
                    'flicker (gain U(0.45, 1.6) a frame), dark (gamma 1.6, gain 0.18, noise 3), '
                    'steps (gain 0.35 on every other 5 frames), blur (motion, 0.6 %% of the '
                    'width), grain (the same light, sensor noise 0.7: how far the clean ATE '
-                   'moves)')
+                   'moves), noise (the same light, sensor noise 15: the dark\'s noise without '
+                   'the dark)')
     s.add_argument('--scale', type=float, default=1.0, help='image size factor in (0, 4]: '
                    'below 1 a smaller camera, above 1 one of more pixels (calib.txt follows)')
     s.add_argument('--right-shift', type=float, default=0.0, metavar='PX',

@@ -24,7 +24,8 @@ STEREO_METHODS = ('block', 'sift', 'descriptor', 'klt')
 TRAJECTORY_FORMATS = ('kitti', 'tum')   # trajectory files (hndesc_ros.datasets.poses)
 ALIGNMENTS = ('se3', 'sim3', 'none')    # trajectory alignment (hndesc_ros.eval.trajectory)
 BAG_STORAGES = ('mcap', 'sqlite3')      # ROS 2 bag storage plugins (hndesc_ros.datasets.bags)
-LIGHT_CHANGES = ('flicker', 'dark', 'steps', 'blur', 'grain')  # hndesc_ros.datasets.variants
+# light changes of a variant (hndesc_ros.datasets.variants)
+LIGHT_CHANGES = ('flicker', 'dark', 'steps', 'blur', 'grain', 'noise')
 LIGHT_NORMALISATIONS = ('none', 'stretch', 'clahe')  # features.light (features/image.py)
 
 

@@ -10,7 +10,8 @@ from hndesc_ros.datasets.kitti import KittiSequence
 from hndesc_ros.datasets.variants import change_light, light_params, write_variant
 from hndesc_ros.errors import HndescError
 from hndesc_ros.features import Sift
-from hndesc_ros.features.image import normalise_light, stretch_levels, suppress_noise
+from hndesc_ros.features.image import (noise_sigma, normalise_light, stretch_levels,
+                                       suppress_noise)
 from hndesc_ros.runner import run_sequence
 
 
@@ -37,6 +38,13 @@ def test_light_changes_follow_their_definitions(kitti_frame):
     assert abs(diff.mean()) < 0.05 and 0.5 < diff.std() < 0.9 and np.abs(diff).max() <= 4
     lit = normalise_light([grain], 'stretch')
     assert lit[0] is grain and suppress_noise(lit, load_config().features.max_noise)[0] is grain
+    # noise: the dark's noise in good light. Not stretched (well exposed), it reads within 15 %
+    # of a stretched dark frame's noise, and the front end blurs it as it blurs a dark pair
+    noise = change_light(kitti_frame, light_params('noise', 0, rng), rng)
+    assert normalise_light([noise], 'stretch')[0] is noise
+    dark_read = noise_sigma(normalise_light([dark], 'stretch')[0])
+    assert abs(noise_sigma(noise) / dark_read - 1) < 0.15 and dark_read > 10
+    assert suppress_noise([noise], load_config().features.max_noise)[0] is not noise
     with pytest.raises(HndescError, match='unknown light change'):
         light_params('fog', 0, rng)
 

@@ -49,11 +49,14 @@ def add_sensor_noise(image: np.ndarray, sigma: float, rng: np.random.Generator) 
 #: block of 5 frames (auto-exposure hunting); ``blur`` a horizontal motion blur over 0.6 % of
 #: the image width; ``grain`` the same light with sensor noise of 0.7 grey levels (under the
 #: camera's own; invisible): another recording of the same drive, whose draws show how far the
-#: clean ATE moves when nothing but the noise does. (The names:
+#: clean ATE moves when nothing but the noise does; ``noise`` the same light with sensor noise
+#: of 15 grey levels, the level the front end measures on a ``dark`` pair once its contrast is
+#: stretched: the dark's noise without the dark. (The names:
 #: :data:`hndesc_ros.config.LIGHT_CHANGES`.)
 
 
 GRAIN_SIGMA = 0.7  # grey levels of the ``grain`` change
+NOISE_SIGMA = 15.0  # grey levels of the ``noise`` change
 
 
 def light_params(kind: str, k: int, rng: np.random.Generator) -> dict:
@@ -69,6 +72,8 @@ def light_params(kind: str, k: int, rng: np.random.Generator) -> dict:
         return {'blur': 0.006}
     if kind == 'grain':
         return {'noise': GRAIN_SIGMA}
+    if kind == 'noise':
+        return {'noise': NOISE_SIGMA}
     raise HndescError(f'unknown light change {kind!r} (one of {", ".join(LIGHT_CHANGES)})')
 
 
