@@ -55,7 +55,7 @@ def two_view_offset(uv0: np.ndarray, ur0: np.ndarray, uv1: np.ndarray, ur1: np.n
     Returns:
         (offset px, its information in 1 / px^2 with the motion marginalised and scaled by
         the residuals' own variance, refined T_10, the residuals' own noise in px (a
-        coordinate's standard deviation: 0.15-0.3 px on well exposed KITTI pairs, 0.25-0.45
+        coordinate's standard deviation: 0.15-0.3 px on well exposed KITTI pairs, about 0.3-0.45
         on pairs blurred against their noise)), or None when too few points remain or the
         system is degenerate.
     """
