@@ -289,7 +289,8 @@ class StereoOdometry:
                               T_10, self.offset.value, self.cfg.pixel_sigma,
                               iterations=4)
         if out is not None:
-            self.offset.add(out[0], out[1], out[3])
+            offset, info, _, noise = out
+            self.offset.add(offset, info, noise)
 
     def map_pending(self) -> float:
         """The mapping step of the latest frame: its keyframe (if it is one) to the mapper

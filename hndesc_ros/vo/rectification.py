@@ -68,7 +68,10 @@ def two_view_offset(uv0: np.ndarray, ur0: np.ndarray, uv1: np.ndarray, ur1: np.n
     if not keep.all():
         first = _bundle(uv0[keep], ur0[keep], uv1[keep], ur1[keep], calib, first[2],
                         first[0], sigma_px, iterations, huber_k)
-    return None if first is None else first[:3] + first[4:]
+    if first is None:
+        return None
+    offset, info, T, _, noise = first
+    return offset, info, T, noise
 
 
 def _bundle(uv0: np.ndarray, ur0: np.ndarray, uv1: np.ndarray, ur1: np.ndarray,
