@@ -151,7 +151,7 @@ class _FixedLag:
         can hold some direction of the window's poses not at all, leaving it to the new
         keyframes' 1000 m priors. The normal equations are then conditioned near 1e13, and
         Cholesky (iSAM2's default) met a non-positive pivot ("indeterminate linear system")
-        on 13 of 20 dark copies of KITTI 06 near their 40th keyframe, from scratch as well;
+        on 14 of 20 dark copies of KITTI 06 near their 40th keyframe, from scratch as well;
         QR works on the square root of that system and did not fail. Cholesky stays the
         default: it is faster, and a run it does not fail is not changed. Raises ``exc`` if
         the rebuilt window fails too (the mapper then restarts the window)."""
