@@ -72,6 +72,7 @@ def run_sequence(seq, cfg: Config, mono: bool = False, gt_scale: bool = False,
                'tracking_lost': int(sum(not r.tracked for r in results[1:])),
                'keyframes': int(sum(r.keyframe for r in results)),
                'smoother_resets': int(vo.odometry.resets),
+               'smoother_rebuilds': int(vo.odometry.rebuilds),
                'stationary_frames': int(vo.odometry.stationary),
                'disparity_offset_px': (None if mono else
                                        round(float(vo.odometry.offset.value), 4)),
@@ -169,6 +170,7 @@ def format_metrics(m: Dict) -> str:
              f"keyframes {m['keyframes']}"
              + (f", stationary {m['stationary_frames']}" if m.get('stationary_frames') else '')
              + (f", smoother restarts {m['smoother_resets']}" if m.get('smoother_resets') else '')
+             + (f", re-eliminated {m['smoother_rebuilds']}" if m.get('smoother_rebuilds') else '')
              + ')']
     if 'ate_rmse_m' in m:
         lines.append(f"ATE RMSE {m['ate_rmse_m']:.3f} m ({m['ate_pct_of_path']:.2f} % of "

@@ -158,6 +158,7 @@ class BackendNode(Node):
         self.pub_status.publish(String(data=json.dumps(
             {'frames': self.frames, 'tracking_lost': getattr(odo, 'lost', 0),
              'smoother_resets': getattr(odo, 'resets', 0),
+             'smoother_rebuilds': getattr(odo, 'rebuilds', 0),
              'stationary': getattr(odo, 'stationary', 0),
              'disparity_offset_px': (round(odo.offset.value, 4) if hasattr(odo, 'offset')
                                      else None),

@@ -64,6 +64,7 @@ class MapUpdate:
         index: frame index of the keyframe; T_world_cam: (4, 4) its optimised pose.
         track_ids: (K,) int64 ids whose landmark is in the window; points: (K, 3) world.
         reset: the smoother failed on this keyframe and its window restarted here.
+        rebuilt: iSAM2 failed on this keyframe and the window was eliminated anew (QR).
         disparity_offset: px the back end removed from right u when it shared this update
             (set by :meth:`StereoOdometry.map_updates`; None from the mapper itself).
     """
@@ -74,6 +75,7 @@ class MapUpdate:
     points: np.ndarray
     reset: bool = False
     disparity_offset: Optional[float] = None
+    rebuilt: bool = False
 
 
 class Mapper:
@@ -152,12 +154,11 @@ class Mapper:
         # its tracked / predicted pose by a loose prior so the system stays determinate. The
         # run's first keyframe is one (its landmarks enter with later keyframes), so the
         # window's gauge is held loosely from the start, not by the smoother's fixed
-        # first-pose prior: fixing it measured worse over the 152 drawn copies of 06 and 01
-        # (geometric mean 1.06x, worse on 88 of 149 that changed; 01 dark 0.140 -> 0.161 m,
-        # eighteenth session). The loose gauge is also why iSAM2's Cholesky can fail
-        # (StereoSmoother._rebuild)
+        # first-pose prior: fixing it measured worse on the drawn copies of 06 and 01, and the
+        # loose gauge is why iSAM2's Cholesky can fail (smoother._FixedLag._rebuild;
+        # docs/history.md, eighteenth session)
         prior = None if kf.tracked and len(factors) >= 3 * c.min_inliers else 0.5
-        reset = False
+        reset, rebuilds = False, sm.rebuilds
         try:
             T_opt = sm.add_keyframe(k, kf.T_world_cam, new_lms, factors, prior_sigma=prior)
             if not is_pose(T_opt):
@@ -179,7 +180,8 @@ class Mapper:
             reset, est = True, {}
         refined = [(t, est[lm]) for t, lm in self.segment.items() if lm in est]
         return MapUpdate(kf.index, T_opt, np.array([t for t, _ in refined], np.int64),
-                         np.array([p for _, p in refined], float).reshape(-1, 3), reset)
+                         np.array([p for _, p in refined], float).reshape(-1, 3), reset,
+                         rebuilt=not reset and sm.rebuilds > rebuilds)
 
     def _forget(self) -> None:
         """Drop segments whose landmark has left the window and pending rows that can no

@@ -76,6 +76,7 @@ class StereoOdometry:
         self.frames = 0
         self.lost = 0
         self.resets = 0                          # smoother failures (window restarted)
+        self.rebuilds = 0                        # ... recovered by eliminating anew (QR)
         self.stationary = 0                      # frames standing still (no keyframe)
         self._shared: List[MapUpdate] = []
         # the rectification's disparity offset (px), estimated from motion
@@ -155,6 +156,7 @@ class StereoOdometry:
             self._shared += updates
         for u in updates:
             self.resets += u.reset
+            self.rebuilds += u.rebuilt
             self.keyframe_poses[u.index] = u.T_world_cam
             for t, p in zip(u.track_ids.tolist(), u.points):
                 if t in self.points:   # a landmark that PnP rejected since stays out
@@ -418,6 +420,7 @@ class MonoOdometry:
         self.standing = False                   # the latest tracked frame stood still
         self.resets = 0                         # smoother failures (re-started at the frame)
         self._restarted = False                 # the smoother restarted at this frame
+        self._rebuilds = 0                      # rebuilds of the smoothers before this one
         self.smoother = None
         self.poses: Dict[int, np.ndarray] = {}  # frame -> T_world_cam, smoothed in the window
         self.tracks: Dict[int, list] = {}       # track id -> [(frame, (2,) uv)] in the window
@@ -427,9 +430,15 @@ class MonoOdometry:
         if self.cfg.smoother:
             self._restart()
 
+    @property
+    def rebuilds(self) -> int:
+        """Smoother failures recovered by eliminating the window anew (QR), not restarts."""
+        return self._rebuilds + (self.smoother.rebuilds if self.smoother is not None else 0)
+
     def _restart(self) -> None:
         """A new, empty smoother (at start-up, and after a failure)."""
         from hndesc_ros.vo.smoother import MonoSmoother
+        self._rebuilds = self.rebuilds
         self.smoother = MonoSmoother(self.calib, self.cfg.mono_window, self.cfg.pixel_sigma,
                                      self.cfg.huber_k)
         self.poses, self.tracks, self.landmark_of = {}, {}, {}

@@ -34,6 +34,16 @@ def _gtsam():
     return gtsam
 
 
+def _isam2_params(qr: bool = False):
+    """The smoothers' iSAM2 settings; ``qr``: factorise by QR instead of Cholesky."""
+    params = _gtsam().ISAM2Params()
+    params.setRelinearizeThreshold(0.01)
+    params.relinearizeSkip = 1
+    if qr:
+        params.setFactorization('QR')
+    return params
+
+
 class _FixedLag:
     """What both smoothers share: the iSAM2 fixed-lag smoother, GTSAM keys, and which landmarks
     still have an observation inside the window (only those may take new factors).
@@ -64,12 +74,9 @@ class _FixedLag:
         self.landmark_prior = gtsam.noiseModel.Isotropic.Sigma(3, 1000.0)
         self.prior_noise = gtsam.noiseModel.Diagonal.Sigmas(  # the first pose: fixed
             np.array([1e-4, 1e-4, 1e-4, 1e-4, 1e-4, 1e-4]))
-        self.params = gtsam.ISAM2Params()
-        self.params.setRelinearizeThreshold(0.01)
-        self.params.relinearizeSkip = 1
-        self.smoother = gtsam.IncrementalFixedLagSmoother(float(window), self.params)
+        self.smoother = gtsam.IncrementalFixedLagSmoother(float(window), _isam2_params())
         self.extra_iterations = iterations
-        self.rebuilds = 0  # iSAM2 failures recovered by eliminating the window anew
+        self.rebuilds = 0  # failed updates recovered by eliminating the window anew (QR)
         self.landmark_time: Dict[int, float] = {}
         self.latest: Optional[int] = None
         self.factors = 0
@@ -130,9 +137,7 @@ class _FixedLag:
             stamps.insert((self.L(j), float(t)))
         self.factors += graph.size()
         try:
-            self.smoother.update(graph, values, stamps)
-            for _ in range(self.extra_iterations):  # a few more iSAM2 steps relinearise
-                self.smoother.update()
+            self._solve(graph, values, stamps)
         except RuntimeError as exc:
             self._rebuild(exc)
         self.latest = k
@@ -140,39 +145,49 @@ class _FixedLag:
         for j in dead:
             del self.landmark_time[j]
 
-    def _rebuild(self, exc: RuntimeError) -> None:
-        """Recover from an iSAM2 update that failed (``exc``): a new smoother, factorising by
-        QR from here on, takes the old one's factors (the failed update's included, and the
-        marginal factor of what left the window), its linearisation point and its stamps, and
-        eliminates the window anew.
+    def _solve(self, *update) -> None:
+        """One iSAM2 update (graph, values, stamps) and ``extra_iterations`` more steps."""
+        self.smoother.update(*update)
+        for _ in range(self.extra_iterations):  # a few more iSAM2 steps relinearise
+            self.smoother.update()
 
-        The window's gauge is held loosely: the first keyframe's pose prior is loose while it
-        has no landmarks (:class:`~hndesc_ros.vo.mapper.Mapper`), and the marginal factor
-        can hold some direction of the window's poses not at all, leaving it to the new
-        keyframes' 1000 m priors. The normal equations are then conditioned near 1e13, and
-        Cholesky (iSAM2's default) met a non-positive pivot ("indeterminate linear system")
-        on 14 of 20 dark copies of KITTI 06 near their 40th keyframe, from scratch as well;
-        QR works on the square root of that system and did not fail. Cholesky stays the
-        default: it is faster, and a run it does not fail is not changed. Raises ``exc`` if
-        the rebuilt window fails too (the mapper then restarts the window)."""
+    def _rebuild(self, exc: RuntimeError) -> None:
+        """Eliminate the whole window anew, by QR from then on, after iSAM2 failed an update.
+
+        A loosely held gauge (the stereo mapper's loose first-pose prior, and marginals that
+        hold some direction of the window's poses not at all) conditions the system near the
+        limit of double precision. Cholesky, iSAM2's default and the faster, can then meet a
+        non-positive pivot (GTSAM's "indeterminate linear system"), even from scratch; QR
+        works on the square root of the system. A new smoother takes the old one's factors
+        (the failed update's and the marginals included), linearisation point and stamps.
+        Measured in docs/history.md (eighteenth session).
+
+        Args:
+            exc: the failed update's error.
+        Raises:
+            RuntimeError: ``exc``, if QR fails too (the caller then restarts the window).
+        """
         gtsam = _gtsam()
         old, graph = self.smoother, gtsam.NonlinearFactorGraph()
         factors = old.getFactors()
         for i in range(factors.size()):
             factor = factors.at(i)
-            if factor is not None:  # slots of removed factors are empty
+            if factor is not None:  # the slots of removed factors are empty
                 graph.add(factor)
         stamps = gtsam.FixedLagSmootherKeyTimestampMap()
         for key, t in old.timestamps().items():
             stamps.insert((key, t))
-        self.params.setFactorization('QR')
-        self.smoother = gtsam.IncrementalFixedLagSmoother(float(self.window), self.params)
+        self.smoother = gtsam.IncrementalFixedLagSmoother(float(self.window),
+                                                          _isam2_params(qr=True))
         try:
-            self.smoother.update(graph, old.getLinearizationPoint(), stamps)
-        except RuntimeError:
+            self._solve(graph, old.getLinearizationPoint(), stamps)
+        except RuntimeError as again:
+            LOG.debug('eliminating the window anew by QR failed too (%s)', again)
+            self.smoother = old
             raise exc from None
         self.rebuilds += 1
-        LOG.info('iSAM2 failed (%s); the window was eliminated anew', str(exc).split('\n')[0])
+        LOG.info('iSAM2 failed (%s); the window was eliminated anew by QR',
+                 str(exc).split('\n')[0])
 
     def landmarks(self, js) -> Dict[int, np.ndarray]:
         """Current estimates of the landmarks ``js`` still in the window (one back-substitution
