@@ -15,6 +15,9 @@ cost per pose is bounded whatever the sequence length.
   ``BetweenFactorPose3``, and the step length as a ``RangeFactorPose3`` where it is known
   (ground-truth scale) or for the first step only (the monocular gauge: the map carries the
   scale from there on).
+
+An update that iSAM2 fails (Cholesky's "indeterminate linear system") is eliminated anew by
+QR (``_FixedLag._rebuild``); only if that fails too does the caller restart the window.
 """
 from __future__ import annotations
 
