@@ -74,6 +74,8 @@ def run_sequence(seq, cfg: Config, mono: bool = False, gt_scale: bool = False,
                'smoother_resets': int(vo.odometry.resets),
                'smoother_rebuilds': int(vo.odometry.rebuilds),
                'stationary_frames': int(vo.odometry.stationary),
+               'pairs_stretched': int(vo.frontend.stretched),
+               'pairs_blurred': int(vo.frontend.blurred),
                'disparity_offset_px': (None if mono else
                                        round(float(vo.odometry.offset.value), 4)),
                'wall_fps': len(results) / wall, 'mode': 'mono' if mono else 'stereo',
@@ -172,6 +174,9 @@ def format_metrics(m: Dict) -> str:
              + (f", smoother restarts {m['smoother_resets']}" if m.get('smoother_resets') else '')
              + (f", re-eliminated {m['smoother_rebuilds']}" if m.get('smoother_rebuilds') else '')
              + ')']
+    if m.get('pairs_stretched') or m.get('pairs_blurred'):  # a camera in low light
+        lines.append(f"light: {m.get('pairs_stretched', 0)} pairs stretched, "
+                     f"{m.get('pairs_blurred', 0)} blurred against their noise")
     if 'ate_rmse_m' in m:
         lines.append(f"ATE RMSE {m['ate_rmse_m']:.3f} m ({m['ate_pct_of_path']:.2f} % of "
                      f"{m['path_length_m']:.1f} m, {m['align']}), RPE {m['rpe_trans_m']:.3f} m "

@@ -12,7 +12,7 @@ from hndesc_ros.errors import HndescError
 from hndesc_ros.features import Sift
 from hndesc_ros.features.image import (noise_sigma, normalise_light, stretch_levels,
                                        suppress_noise)
-from hndesc_ros.runner import run_sequence
+from hndesc_ros.runner import format_metrics, run_sequence
 
 
 def test_light_changes_follow_their_definitions(kitti_frame):
@@ -158,8 +158,13 @@ def test_no_klt_reobservation_in_a_pair_blurred_for_noise(tmp_path, kitti06, mon
     dark = KittiSequence(write_variant(kitti06, tmp_path, list(range(12)), light='dark'))
     m = run_sequence(dark, load_config())['metrics']
     assert m['frames_tracked'] == 12 and calls == []
-    run_sequence(KittiSequence(kitti06, count=12), load_config())
+    # and the run says why: every dark pair was stretched and blurred
+    assert m['pairs_stretched'] == m['pairs_blurred'] == 12
+    assert 'light: 12 pairs stretched, 12 blurred' in format_metrics(m)
+    clean = run_sequence(KittiSequence(kitti06, count=12), load_config())['metrics']
     assert len(calls) >= 5  # the extracted frames (every other one on the CPU path)
+    assert clean['pairs_stretched'] == clean['pairs_blurred'] == 0
+    assert 'light:' not in format_metrics(clean)
 
 
 # ATE bounds (m) for issue #22's first bar, below ORB-SLAM3's on the same copies: its medians

@@ -251,3 +251,36 @@ def test_frontend_takes_the_back_ends_disparity_offset(ros, kitti06):
             assert abs(node.frontend.tracker.disparity_offset - 0.4) < 1e-6, value
     finally:
         h.close()
+
+
+def test_frontend_status_reports_a_camera_in_low_light(ros, kitti06):
+    """``frontend/status`` counts the pairs whose light the front end changed: a darkened
+    real pair (the ``dark`` variant: gain 0.18, gamma 1.6, noise) is stretched and blurred
+    against its noise, a well exposed one neither."""
+    import json
+    from std_msgs.msg import String
+    from hndesc_ros.datasets.variants import change_light, light_params
+    node, h, pub, info, got = frontend_under_test(Parameter('features.max_keypoints', value=300),
+                                                  Parameter('ros.drop_stale', value=False))
+    seq = KittiSequence(kitti06, count=2)
+    status = []
+    h.io.create_subscription(String, 'frontend/status',
+                             lambda m: status.append(json.loads(m.data)), 10)
+    rng = np.random.default_rng(0)
+    dark = light_params('dark', 1, rng)
+    try:
+        assert h.spin(lambda: info['right'].get_subscription_count() > 0, 10)
+        info['left'].publish(info_msg(seq))
+        info['right'].publish(info_msg(seq, 'right'))
+        for k in range(2):
+            frame = seq.frame(k)
+            left, right = frame.left, frame.right
+            if k == 1:
+                left, right = (change_light(im, dark, rng) for im in (left, right))
+            pub['left'].publish(image_msg(left, (k + 1) * 10**9))
+            pub['right'].publish(image_msg(right, (k + 1) * 10**9))
+            assert h.spin(lambda: len(got) == k + 1)
+        assert h.spin(lambda: status and status[-1]['frames'] == 2, 10)
+    finally:
+        h.close()
+    assert status[-1]['pairs_stretched'] == 1 and status[-1]['pairs_blurred'] == 1, status[-1]

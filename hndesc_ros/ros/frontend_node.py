@@ -13,7 +13,7 @@ end removes from right u, which the local map's new landmarks then use too).
 Publishes: ``features/matches`` (PointCloud2, layout in conversions.py), ``features/timing``
 (std_msgs/String, JSON of milliseconds per stage), ``features/debug_image`` (only while someone
 subscribes), ``frontend/status`` (String, JSON: frames processed, bad inputs dropped by reason,
-stale pairs replaced).
+stale pairs replaced, pairs whose light the front end stretched or blurred).
 """
 from __future__ import annotations
 
@@ -215,7 +215,9 @@ class FrontendNode(Node):
         self.pub_status.publish(String(data=json.dumps(
             {'frames': self.frames, 'dropped': dict(self.drops.counts), 'stale_dropped': stale,
              'tracking_lost': getattr(tracker, 'lost', 0),
-             'relocalised': getattr(tracker, 'relocalised', 0)})))
+             'relocalised': getattr(tracker, 'relocalised', 0),
+             'pairs_stretched': getattr(self.frontend, 'stretched', 0),
+             'pairs_blurred': getattr(self.frontend, 'blurred', 0)})))
 
 
 def main(args=None) -> int:

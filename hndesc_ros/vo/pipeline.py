@@ -50,6 +50,7 @@ class PairFeatures:
             images, extracted if KLT cannot track it.
         disparities: block stereo's disparity maps of the pair (``matching.stereo_method:
             block``), for pixels other than the keypoints (landmarks re-observed by KLT).
+        stretched: ``features.light`` changed the pair's levels (a dim or flat exposure).
         noisy: the pair was blurred against its noise (``features.max_noise``): no KLT
             re-observation in it.
     """
@@ -62,6 +63,7 @@ class PairFeatures:
     image: Optional[np.ndarray] = None
     pair: Optional[Tuple[np.ndarray, Optional[np.ndarray]]] = None
     disparities: Optional[BlockDisparities] = None
+    stretched: bool = False
     noisy: bool = False
 
 
@@ -134,6 +136,11 @@ class StereoFrontend:
         self._since_extracted: Optional[int] = None
         self._extracted_at: Optional[float] = None
         self._last_stamp: Optional[float] = None
+        # pairs tracked so far whose light the front end changed: levels stretched
+        # (features.light), blurred against their noise (features.max_noise). A camera in
+        # low light shows here first: such pairs are always extracted, so they cost more
+        self.stretched = 0
+        self.blurred = 0
 
     def extract(self, left: np.ndarray, right: Optional[np.ndarray],
                 stamp: Optional[float] = None) -> PairFeatures:
@@ -145,13 +152,13 @@ class StereoFrontend:
         (KLT, or extraction if KLT fails). A pair that ``features.max_noise`` had to blur is
         always extracted, and KLT re-observes no landmark in it."""
         t0 = time.perf_counter()
-        left, right, noisy = self._prepare(left, right)
+        left, right, stretched, noisy = self._prepare(left, right)
         if self._left_to_klt(stamp) and not noisy:  # KLT assumes clean images
             return PairFeatures(None, None, None, None,
                                 {'prepare': (time.perf_counter() - t0) * 1e3}, to_gray(left),
-                                (left, right))
+                                (left, right), stretched=stretched)
         pf = self._extract(left, right, t0)
-        pf.noisy = noisy
+        pf.stretched, pf.noisy = stretched, noisy
         return pf
 
     def _left_to_klt(self, stamp: Optional[float]) -> bool:
@@ -181,10 +188,11 @@ class StereoFrontend:
         return not due
 
     def _prepare(self, left: np.ndarray, right: Optional[np.ndarray]
-                 ) -> Tuple[np.ndarray, Optional[np.ndarray], bool]:
+                 ) -> Tuple[np.ndarray, Optional[np.ndarray], bool, bool]:
         """The pair after ``features.light`` and ``features.max_noise`` (both images checked,
-        and of one size: block matching takes the right one as it is), and whether it was too
-        noisy (blurred by ``features.max_noise``)."""
+        and of one size: block matching takes the right one as it is), whether its levels
+        were changed (``features.light``) and whether it was too noisy (blurred by
+        ``features.max_noise``)."""
         f = self.cfg.features
         left = check_image(left, 'left image')
         right = None if right is None or self.mono else check_image(right, 'right image')
@@ -193,10 +201,10 @@ class StereoFrontend:
                              f'{left.shape[0]} and {right.shape[1]}x{right.shape[0]}): a '
                              'rectified pair has one size')
         if f.light == 'none' and f.max_noise <= 0:
-            return left, right, False
-        lit = normalise_light([left, right], f.light)
-        left, right = suppress_noise(lit, f.max_noise)  # the same objects when clean
-        return left, right, left is not lit[0]
+            return left, right, False, False
+        lit = normalise_light([left, right], f.light)  # the same objects when well exposed
+        quiet = suppress_noise(lit, f.max_noise)       # ... when not noisy
+        return quiet[0], quiet[1], lit[0] is not left, quiet[0] is not lit[0]
 
     def _extract(self, left: np.ndarray, right: Optional[np.ndarray],
                  t0: float) -> PairFeatures:
@@ -269,6 +277,8 @@ class StereoFrontend:
 
         A pair left to KLT (``vo.klt_frames``) is tracked by :meth:`MapTracker.track_klt`;
         when that cannot track it, the pair is extracted here and tracked as any other."""
+        self.stretched += pf.stretched
+        self.blurred += pf.noisy
         if pf.left is None:
             obs = self.tracker.track_klt(pf.image, stamp, index)
             if obs is not None:
