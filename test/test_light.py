@@ -141,28 +141,40 @@ def test_a_noisy_pair_is_blurred_down_to_max_noise(kitti_frame):
         load_config(None, {'features.max_noise': -1})
 
 
-def test_no_klt_reobservation_in_a_pair_blurred_for_noise(tmp_path, kitti06, monkeypatch):
-    """KLT assumes clean images: KLT re-observes no landmark in a pair blurred against its
-    noise (on six dark copies of 06 its re-observations had moved the disparity offset on
-    one, 0.127 m), as such a pair is never a KLT frame either. A clean pair still gets
-    them."""
+def test_klt_reobserves_a_noisy_pair_one_step_from_a_detection(tmp_path, kitti06, monkeypatch):
+    """In a pair blurred against its noise KLT re-observes landmarks, but only from the last
+    frames' detected keypoints (a pixel followed in noise carries its error on: a chain is a
+    random walk), and scores what it followed apart (SCORE_FOLLOWED_NOISY), so that the
+    back end keeps its right u out of the disparity offset. A clean pair chains as before."""
+    from hndesc_ros.types import SCORE_FOLLOWED, SCORE_FOLLOWED_NOISY
     from hndesc_ros.vo.tracker import MapTracker
-    calls = []
-    reobserve = MapTracker._reobserve
+    seen = []
+    track = MapTracker.track
 
-    def counted(self, *args, **kwargs):
-        calls.append(self.frames)
-        return reobserve(self, *args, **kwargs)
+    def spied(self, *args, **kwargs):
+        obs = track(self, *args, **kwargs)
+        followed = obs.scores <= SCORE_FOLLOWED
+        sources = set(self._last[1].tolist()) if self._last is not None else set()
+        seen.append((kwargs.get('noisy', False), set(obs.scores[followed].tolist()),
+                     int(followed.sum()), sources <= set(obs.track_ids[~followed].tolist())))
+        return obs
 
-    monkeypatch.setattr(MapTracker, '_reobserve', counted)
+    monkeypatch.setattr(MapTracker, 'track', spied)
     dark = KittiSequence(write_variant(kitti06, tmp_path, list(range(12)), light='dark'))
     m = run_sequence(dark, load_config())['metrics']
-    assert m['frames_tracked'] == 12 and calls == []
+    assert m['frames_tracked'] == 12 and len(seen) == 12
+    assert all(noisy and from_detections for noisy, _, _, from_detections in seen)
+    assert sum(n for _, _, n, _ in seen) > 100  # re-observations made
+    assert set().union(*(s for _, s, _, _ in seen)) == {SCORE_FOLLOWED_NOISY}
     # and the run says why: every dark pair was stretched and blurred
     assert m['pairs_stretched'] == m['pairs_blurred'] == 12
     assert 'light: 12 pairs stretched, 12 blurred' in format_metrics(m)
+    seen.clear()
     clean = run_sequence(KittiSequence(kitti06, count=12), load_config())['metrics']
-    assert len(calls) >= 5  # the extracted frames (every other one on the CPU path)
+    assert len(seen) >= 5  # the extracted frames (every other one on the CPU path)
+    assert not any(noisy for noisy, _, _, _ in seen)
+    assert set().union(*(s for _, s, _, _ in seen)) == {SCORE_FOLLOWED}
+    assert not all(from_detections for _, _, _, from_detections in seen)  # chains
     assert clean['pairs_stretched'] == clean['pairs_blurred'] == 0
     assert 'light:' not in format_metrics(clean)
 

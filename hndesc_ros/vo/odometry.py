@@ -20,7 +20,7 @@ import numpy as np
 from hndesc_ros.config import VOConfig
 from hndesc_ros.errors import CalibrationError, describe
 from hndesc_ros.se3 import inv, is_pose, make_T, rotation_angle, transform_points
-from hndesc_ros.types import FrameResult, Observations, StereoCalib
+from hndesc_ros.types import SCORE_FOLLOWED_NOISY, FrameResult, Observations, StereoCalib
 from hndesc_ros.vo.geometry import (ConstantVelocity, essential_motion, pnp_from_prediction,
                                     epipolar_distance_deg, ray_parallax_deg,
                                     rotation_parallax, stereo_depth_ok,
@@ -254,11 +254,17 @@ class StereoOdometry:
         moved the value to -0.62 px; without the overlap it stays at 0 and the ATE is 1.3 mm
         instead of 2.8). On KITTI 06 and 01, whose every frame moves more than a baseline,
         the pairs are an extracted frame and the KLT frame after it (``vo.klt_frames: 1``); a
-        slow camera (the room: 2-5 cm a frame against 0.11 m) pairs across a few frames."""
+        slow camera (the room: 2-5 cm a frame against 0.11 m) pairs across a few frames.
+        Pixels that KLT followed in a pair blurred against its noise
+        (:data:`~hndesc_ros.types.SCORE_FOLLOWED_NOISY`) take no part."""
         if (not self.cfg.estimate_disparity_offset or inlier_ids is None
                 or self.offset.pairs >= self.OFFSET_PAIRS):
             self._recent.clear()  # an untracked frame's pose would make a wrong pair
             return
+        followed = raw.scores == SCORE_FOLLOWED_NOISY  # right u of noisy pixels: not here
+        if followed.any():
+            raw = raw.subset(~followed)
+            inlier_ids = inlier_ids[np.isin(inlier_ids, raw.track_ids)]
         recent = list(self._recent)
         self._recent.append((raw, T))
         T_cw, p = inv(T), None

@@ -293,7 +293,7 @@ class StereoFrontend:
             obs = self.tracker.track(pf.left, u_right, stamp, index, pf.image,
                                      None if maps is None else
                                      (lambda xy: block_lookup(maps, xy, m)),
-                                     reobserve=not pf.noisy)  # KLT assumes clean images
+                                     noisy=pf.noisy)  # KLT: one step from a detection
         obs.timings.update(pf.timings)
         return obs
 

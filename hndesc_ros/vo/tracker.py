@@ -26,7 +26,8 @@ from hndesc_ros.config import MatchingConfig, VOConfig
 from hndesc_ros.features.matching import match_numpy, nearest_in_groups
 from hndesc_ros.features.stereo import klt_forward_backward
 from hndesc_ros.se3 import inv, transform_points
-from hndesc_ros.types import Features, Observations, StereoCalib
+from hndesc_ros.types import (SCORE_FOLLOWED, SCORE_FOLLOWED_NOISY, Features, Observations,
+                              StereoCalib)
 from hndesc_ros.vo.geometry import (ConstantVelocity, pnp_from_prediction, project, refine_pnp,
                                     solve_pnp, stereo_depth_ok, stereo_projection,
                                     triangulate_stereo)
@@ -259,18 +260,26 @@ class MapTracker:
     def track(self, feats: Features, u_right: np.ndarray, stamp: float = 0.0,
               index: int = 0, image: Optional[np.ndarray] = None,
               stereo_at: Optional[Callable[[np.ndarray], np.ndarray]] = None,
-              reobserve: bool = True) -> Observations:
+              noisy: bool = False) -> Observations:
         """One frame: left Features and (N,) right u of each keypoint (NaN: no stereo).
 
-        With ``image`` (the (H, W) uint8 left image), ``vo.klt_reobserve`` and ``reobserve``,
-        landmarks of the last frame that no keypoint here matched are followed by KLT
+        With ``image`` (the (H, W) uint8 left image) and ``vo.klt_reobserve``, landmarks of
+        the last frame that no keypoint here matched are followed by KLT
         (:meth:`_reobserve`); ``stereo_at`` ((K, 2) pixels -> (K,) right u, NaN: none), when
-        given, gives them stereo. The front end passes ``reobserve=False`` for a pair it
-        blurred against its noise, as it tracks no such pair by KLT: KLT assumes clean images.
-        On six dark copies of KITTI 06 (every pair blurred), the re-observations had moved
-        the disparity offset on one (ATE 0.127 m; 0.025-0.037 m on all six without them),
-        and they made half of the dark frames look weakly tracked, which sent them through
-        the stand-still and whole-map starts of :meth:`_pose_search`.
+        given, gives them stereo.
+
+        ``noisy``: the front end blurred this pair against its noise. KLT still re-observes
+        in it, but one step from a detection only: what KLT follows into the next frames is
+        this pair's detected keypoints, never its followed pixels. In the dark copies KLT
+        lands 0.23-0.33 px from where clean images put it (re-detection 0.69 px, and only
+        half as often), but a pixel followed from a followed pixel carries the first one's
+        error on: a random walk, correlated from frame to frame, which the bundle adjustment
+        takes for independent observations. Chained (as on clean images) the
+        re-observations made 01 dark worse (0.140 to 0.189 m, and moved 06's disparity
+        offset); one step from a detection they take 06 dark from 0.033 to 0.028 m (median
+        of 20 draws). The followed pixels are scored :data:`SCORE_FOLLOWED_NOISY`, so that
+        the back end leaves their right u out of the disparity offset, and the next frame's
+        pose search compares its matches with this frame's detected ones.
 
         Returns:
             Observations: matched landmarks (PnP inliers) and the new landmarks started here.
@@ -322,17 +331,21 @@ class MapTracker:
         keep = ids >= 0
         obs_ids, obs_uv = ids[keep], feats.keypoints[keep]
         obs_ur, obs_sc, obs_noise = u_right[keep], feats.scores[keep], noise[keep]
+        detected = len(obs_ids)
         if image is not None:  # the next KLT frame (or re-observation) starts from here
-            if c.klt_reobserve and tracked and reobserve:
+            if c.klt_reobserve and tracked:
                 k_ids, k_uv, k_ur = self._reobserve(image, T_new, obs_ids,
                                                     max(0, c.klt_max_landmarks - matched),
                                                     stereo_at)
                 obs_ids, obs_uv = np.r_[obs_ids, k_ids], np.r_[obs_uv, k_uv]
                 obs_ur = np.r_[obs_ur, k_ur]
-                obs_sc = np.r_[obs_sc, np.zeros(len(k_ids), np.float32)]
+                score = SCORE_FOLLOWED_NOISY if noisy else SCORE_FOLLOWED
+                obs_sc = np.r_[obs_sc, np.full(len(k_ids), score, np.float32)]
                 obs_noise = np.r_[obs_noise, np.ones(len(k_ids), np.float32)]
-            self._older, self._last = self._last, (image, obs_ids, obs_uv.astype(np.float32))
-        self.last_observed = len(obs_ids)
+            source = detected if noisy else len(obs_ids)  # noisy: no KLT chains
+            self._older, self._last = self._last, (image, obs_ids[:source],
+                                                   obs_uv[:source].astype(np.float32))
+        self.last_observed = detected if noisy else len(obs_ids)
         self._end_frame()
         return Observations(stamp, index, obs_ids, obs_uv, obs_ur, obs_sc,
                             {'map_matching': (t1 - t0) * 1e3,
@@ -602,7 +615,7 @@ class MapTracker:
         k = len(followed_ids)
         return Observations(stamp, index, followed_ids, followed_uv,
                             np.full(k, np.nan, np.float32),
-                            np.zeros(k, np.float32),
+                            np.full(k, SCORE_FOLLOWED, np.float32),
                             {'klt_tracking': (time.perf_counter() - t0) * 1e3})
 
 
