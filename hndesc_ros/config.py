@@ -141,7 +141,8 @@ class VOConfig:
     #                                    pairs whatever the rate
     klt_reobserve: bool = True         # landmarks seen in the last two frames but not
     #                                    re-detected are followed into this one by KLT
-    #                                    (not into a pair blurred for noise: max_noise)
+    #                                    (in a pair blurred for noise, max_noise, only
+    #                                    one step from a detection: no KLT chains)
     klt_max_landmarks: int = 600       # most landmarks KLT follows into a frame
     #                                    (the most observed first; with klt_reobserve the
     #                                    matched ones count too)

@@ -6,7 +6,8 @@ per tracked left keypoint, little endian, 24 bytes a point:
     offset 4  u         FLOAT32  left image column (px)
     offset 8  v         FLOAT32  left image row (px)
     offset 12 u_right   FLOAT32  right image column (px), NaN when unmatched in the right image
-    offset 16 score     FLOAT32  keypoint score
+    offset 16 score     FLOAT32  keypoint score (> 0); 0: followed by KLT, not detected; -1:
+                                 followed by KLT in a pair blurred for noise
     offset 20 noise     FLOAT32  localisation noise in units of vo.pixel_sigma (>= 1; from
                                  the keypoint's size; below 1 or NaN reads as 1)
 
