@@ -136,7 +136,8 @@ class StereoFrame:
 
 
 # Observations.scores of observations that no detector made (KLT followed them): in a pair
-# blurred against its noise (features.max_noise) they are marked apart, because block matching
+# blurred against its noise (features.max_noise, where KLT follows only from detections when
+# the frames before were noisy too) they are marked apart, because block matching
 # at a pixel no keypoint marks, on noisy images, gives right u that the bundle adjustment can
 # use (with the point's other observations) but that would move the disparity offset: on 20
 # dark copies of KITTI 06 (offset about 0) it moved on 10 with them and on 2 without

@@ -200,9 +200,9 @@ def _drive(offset, estimate, frames=40, n=400, seed=3, forward=1.2, noise=0.3, f
                & (uv[:, 1] >= 0) & (uv[:, 1] < CALIB.height))
         scores = np.ones(len(world), np.float32)
         if followed is not None:
-            odd = ids % 2 == 0
-            ur[odd] += 0.6
-            scores[odd] = followed
+            half = ids % 2 == 0
+            ur[half] += 0.6
+            scores[half] = followed
         obs = Observations(0.1 * k, k, ids[vis], uv[vis].astype(np.float32),
                            ur[vis].astype(np.float32), scores[vis])
         est_poses.append(odo.process(obs).T_world_cam)

@@ -50,9 +50,10 @@ class PairFeatures:
             images, extracted if KLT cannot track it.
         disparities: block stereo's disparity maps of the pair (``matching.stereo_method:
             block``), for pixels other than the keypoints (landmarks re-observed by KLT).
-        stretched: ``features.light`` changed the pair's levels (a dim or flat exposure).
-        noisy: the pair was blurred against its noise (``features.max_noise``): no KLT
-            re-observation in it.
+        stretched: ``features.light`` changed the pair's levels (``stretch``: a dim or flat
+            exposure; ``clahe``: every pair).
+        noisy: the pair was blurred against its noise (``features.max_noise``): KLT
+            re-observes in it without chains (:meth:`MapTracker.track`, ``noisy``).
     """
 
     left: Optional[Features]
@@ -137,7 +138,8 @@ class StereoFrontend:
         self._extracted_at: Optional[float] = None
         self._last_stamp: Optional[float] = None
         # pairs tracked so far whose light the front end changed: levels stretched
-        # (features.light), blurred against their noise (features.max_noise). A camera in
+        # (features.light: stretch when dim; clahe: every pair), blurred against their
+        # noise (features.max_noise). A camera in
         # low light shows here first: such pairs are always extracted, so they cost more
         self.stretched = 0
         self.blurred = 0
@@ -150,7 +152,7 @@ class StereoFrontend:
 
         Pairs left to KLT (:meth:`_left_to_klt`) keep their prepared images for :meth:`track`
         (KLT, or extraction if KLT fails). A pair that ``features.max_noise`` had to blur is
-        always extracted, and KLT re-observes no landmark in it."""
+        always extracted, and KLT re-observes in it without chains."""
         t0 = time.perf_counter()
         left, right, stretched, noisy = self._prepare(left, right)
         if self._left_to_klt(stamp) and not noisy:  # KLT assumes clean images

@@ -269,8 +269,10 @@ class MapTracker:
         given, gives them stereo.
 
         ``noisy``: the front end blurred this pair against its noise. KLT still re-observes
-        in it, but one step from a detection only: what KLT follows into the next frames is
-        this pair's detected keypoints, never its followed pixels. In the dark copies KLT
+        in it, but ends its chains there: what KLT follows from this pair into the next
+        frames is its detected keypoints, never its followed pixels (what it follows into
+        it comes from the last two frames as usual: a clean frame before it may hand on
+        followed pixels; every noisy frame after it, detections only). In the dark copies KLT
         lands 0.23-0.33 px from where clean images put it (re-detection 0.69 px, and only
         half as often), but a pixel followed from a followed pixel carries the first one's
         error on: a random walk, correlated from frame to frame, which the bundle adjustment
