@@ -135,12 +135,11 @@ class StereoFrame:
     index: int = 0
 
 
-# Observations.scores of observations that no detector made (KLT followed them): in a pair
-# blurred against its noise (features.max_noise, where KLT follows only from detections when
-# the frames before were noisy too) they are marked apart, because block matching
-# at a pixel no keypoint marks, on noisy images, gives right u that the bundle adjustment can
-# use (with the point's other observations) but that would move the disparity offset: on 20
-# dark copies of KITTI 06 (offset about 0) it moved on 10 with them and on 2 without
+# Observations.scores of observations that no detector made (KLT followed them). In a pair
+# blurred against its noise (features.max_noise) they are marked apart: block matching of
+# noisy images at a pixel no keypoint marks gives a right u that the bundle adjustment can use
+# (beside the point's other observations) but that would move the disparity offset (on 20
+# dark copies of KITTI 06, offset about 0, it moved on 10 with them and on 2 without)
 SCORE_FOLLOWED = 0.0
 SCORE_FOLLOWED_NOISY = -1.0
 

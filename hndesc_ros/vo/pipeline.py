@@ -139,8 +139,8 @@ class StereoFrontend:
         self._last_stamp: Optional[float] = None
         # pairs tracked so far whose light the front end changed: levels stretched
         # (features.light: stretch when dim; clahe: every pair), blurred against their
-        # noise (features.max_noise). A camera in
-        # low light shows here first: such pairs are always extracted, so they cost more
+        # noise (features.max_noise). A camera in low light shows here first: such pairs
+        # are always extracted, so they cost more
         self.stretched = 0
         self.blurred = 0
 

@@ -334,20 +334,21 @@ class MapTracker:
         obs_ids, obs_uv = ids[keep], feats.keypoints[keep]
         obs_ur, obs_sc, obs_noise = u_right[keep], feats.scores[keep], noise[keep]
         detected = len(obs_ids)
-        if image is not None:  # the next KLT frame (or re-observation) starts from here
-            if c.klt_reobserve and tracked:
-                k_ids, k_uv, k_ur = self._reobserve(image, T_new, obs_ids,
-                                                    max(0, c.klt_max_landmarks - matched),
-                                                    stereo_at)
-                obs_ids, obs_uv = np.r_[obs_ids, k_ids], np.r_[obs_uv, k_uv]
-                obs_ur = np.r_[obs_ur, k_ur]
-                score = SCORE_FOLLOWED_NOISY if noisy else SCORE_FOLLOWED
-                obs_sc = np.r_[obs_sc, np.full(len(k_ids), score, np.float32)]
-                obs_noise = np.r_[obs_noise, np.ones(len(k_ids), np.float32)]
-            source = detected if noisy else len(obs_ids)  # noisy: no KLT chains
-            self._older, self._last = self._last, (image, obs_ids[:source],
-                                                   obs_uv[:source].astype(np.float32))
+        if image is not None and c.klt_reobserve and tracked:
+            k_ids, k_uv, k_ur = self._reobserve(image, T_new, obs_ids,
+                                                max(0, c.klt_max_landmarks - matched),
+                                                stereo_at)
+            obs_ids, obs_uv = np.r_[obs_ids, k_ids], np.r_[obs_uv, k_uv]
+            obs_ur = np.r_[obs_ur, k_ur]
+            score = SCORE_FOLLOWED_NOISY if noisy else SCORE_FOLLOWED
+            obs_sc = np.r_[obs_sc, np.full(len(k_ids), score, np.float32)]
+            obs_noise = np.r_[obs_noise, np.ones(len(k_ids), np.float32)]
+        # what this frame hands on (noisy: its detections only, no KLT chains)
         self.last_observed = detected if noisy else len(obs_ids)
+        if image is not None:  # the next KLT frame (or re-observation) starts from here
+            handed = self.last_observed
+            self._older, self._last = self._last, (image, obs_ids[:handed],
+                                                   obs_uv[:handed].astype(np.float32))
         self._end_frame()
         return Observations(stamp, index, obs_ids, obs_uv, obs_ur, obs_sc,
                             {'map_matching': (t1 - t0) * 1e3,
